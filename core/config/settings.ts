@@ -1,0 +1,102 @@
+import { ConfigError, type ConfigProblem } from './config-error.js';
+
+/**
+ * Process settings: flags override environment variables, which override defaults. Read once in
+ * `main` and passed down frozen; nothing else reads `process.env`.
+ */
+export interface Settings {
+  readonly configPath: string;
+  readonly host: string;
+  readonly port: number;
+  /** The gateway's own region; default: the first region in regions.yaml. */
+  readonly region: string | undefined;
+  readonly logLevel: string;
+  readonly connectTimeoutMs: number;
+  readonly firstByteTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly retryAttempts: number;
+  readonly retryBudgetMs: number;
+  readonly retryBaseMs: number;
+  readonly breakerFailures: number;
+  readonly breakerCooldownMs: number;
+  readonly healthIntervalMs: number;
+  readonly shutdownGraceMs: number;
+  readonly bodyLimitBytes: number;
+  readonly defaultMaxTokens: number;
+}
+
+type Kind = 'string' | 'port' | 'int' | 'level';
+
+interface Knob {
+  readonly key: keyof Settings;
+  readonly env: string;
+  readonly flag: string;
+  readonly kind: Kind;
+  readonly def: string | number | undefined;
+  readonly min?: number;
+  readonly doc: string;
+}
+
+/** Every knob, its unit and default: docs/configuration.md is written from this table. */
+export const KNOBS: readonly Knob[] = [
+  { key: 'configPath', env: 'SWITCHYARD_CONFIG', flag: 'config', kind: 'string', def: './regions.yaml', doc: 'path of regions.yaml' },
+  { key: 'host', env: 'SWITCHYARD_HOST', flag: 'host', kind: 'string', def: '127.0.0.1', doc: 'address the gateway listens on' },
+  { key: 'port', env: 'SWITCHYARD_PORT', flag: 'port', kind: 'port', def: 8080, doc: 'gateway port (0 picks a free one)' },
+  { key: 'region', env: 'SWITCHYARD_REGION', flag: 'region', kind: 'string', def: undefined, doc: "the gateway's own region (default: the first in regions.yaml)" },
+  { key: 'logLevel', env: 'SWITCHYARD_LOG_LEVEL', flag: 'log-level', kind: 'level', def: 'info', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
+  { key: 'connectTimeoutMs', env: 'SWITCHYARD_CONNECT_TIMEOUT_MS', flag: 'connect-timeout-ms', kind: 'int', def: 2000, min: 1, doc: 'upstream TCP connect timeout, ms' },
+  { key: 'firstByteTimeoutMs', env: 'SWITCHYARD_FIRST_BYTE_TIMEOUT_MS', flag: 'first-byte-timeout-ms', kind: 'int', def: 60_000, min: 1, doc: 'time from sending to upstream response headers, ms (a non-streaming request spends its whole generation here)' },
+  { key: 'idleTimeoutMs', env: 'SWITCHYARD_IDLE_TIMEOUT_MS', flag: 'idle-timeout-ms', kind: 'int', def: 30_000, min: 1, doc: 'longest silence between two upstream body chunks, ms' },
+  { key: 'retryAttempts', env: 'SWITCHYARD_RETRY_ATTEMPTS', flag: 'retry-attempts', kind: 'int', def: 3, min: 1, doc: 'upstream attempts per request, first one included' },
+  { key: 'retryBudgetMs', env: 'SWITCHYARD_RETRY_BUDGET_MS', flag: 'retry-budget-ms', kind: 'int', def: 10_000, min: 0, doc: 'total time that retries (backoff included) may add, ms' },
+  { key: 'retryBaseMs', env: 'SWITCHYARD_RETRY_BASE_MS', flag: 'retry-base-ms', kind: 'int', def: 25, min: 0, doc: 'base of the exponential backoff with full jitter, ms' },
+  { key: 'breakerFailures', env: 'SWITCHYARD_BREAKER_FAILURES', flag: 'breaker-failures', kind: 'int', def: 3, min: 1, doc: 'consecutive failures that eject a node' },
+  { key: 'breakerCooldownMs', env: 'SWITCHYARD_BREAKER_COOLDOWN_MS', flag: 'breaker-cooldown-ms', kind: 'int', def: 10_000, min: 1, doc: 'how long an ejected node rests before it is probed back, ms' },
+  { key: 'healthIntervalMs', env: 'SWITCHYARD_HEALTH_INTERVAL_MS', flag: 'health-interval-ms', kind: 'int', def: 5000, min: 100, doc: 'active health check period per node, ms' },
+  { key: 'shutdownGraceMs', env: 'SWITCHYARD_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', kind: 'int', def: 10_000, min: 0, doc: 'on SIGTERM, how long open requests may finish before they are cut, ms' },
+  { key: 'bodyLimitBytes', env: 'SWITCHYARD_BODY_LIMIT_BYTES', flag: 'body-limit-bytes', kind: 'int', def: 16 * 1024 * 1024, min: 1024, doc: 'largest request body accepted, bytes (larger: 413)' },
+  { key: 'defaultMaxTokens', env: 'SWITCHYARD_DEFAULT_MAX_TOKENS', flag: 'default-max-tokens', kind: 'int', def: 512, min: 1, doc: 'output tokens assumed for routing when a request sets no max_tokens' },
+];
+
+const LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export type FlagValues = Readonly<Record<string, string | boolean | undefined>>;
+
+export function loadSettings(env: NodeJS.ProcessEnv, flags: FlagValues = {}): Settings {
+  const problems: ConfigProblem[] = [];
+  const out: Record<string, unknown> = {};
+  for (const knob of KNOBS) {
+    const flag = flags[knob.flag];
+    const fromFlag = typeof flag === 'string' ? flag : undefined;
+    const raw = fromFlag ?? env[knob.env];
+    const where = fromFlag !== undefined ? `--${knob.flag}` : knob.env;
+    if (raw === undefined || raw === '') {
+      out[knob.key] = knob.def;
+      continue;
+    }
+    const parsed = parseKnob(knob, raw);
+    if (typeof parsed === 'string' && parsed.startsWith('!')) problems.push({ path: where, message: parsed.slice(1) });
+    else out[knob.key] = parsed;
+  }
+  if (problems.length > 0) throw new ConfigError('settings', problems);
+  return Object.freeze(out) as unknown as Settings;
+}
+
+/** Returns the value, or a message prefixed with `!`. */
+function parseKnob(knob: Knob, raw: string): string | number {
+  switch (knob.kind) {
+    case 'string':
+      return raw;
+    case 'level':
+      return LEVELS.has(raw) ? raw : `!must be one of ${[...LEVELS].join(', ')}`;
+    case 'port': {
+      const n = Number(raw);
+      return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : '!must be a port number 0-65535';
+    }
+    case 'int': {
+      const n = Number(raw);
+      const min = knob.min ?? 0;
+      return Number.isInteger(n) && n >= min ? n : `!must be an integer >= ${min}`;
+    }
+  }
+}

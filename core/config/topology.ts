@@ -1,0 +1,40 @@
+import type { EngineKind } from './regions-schema.js';
+
+/** The validated, unit-normalised, frozen view of `regions.yaml` that components receive. */
+export interface RegionSpec {
+  readonly id: string;
+  readonly name: string;
+  /** Requests never leave their residency group. */
+  readonly residency: string;
+}
+
+export interface SimSpec {
+  readonly ttftMs: number;
+  readonly seed: number;
+}
+
+export interface NodeSpec {
+  readonly id: string;
+  readonly regionId: string;
+  readonly clusterId: string;
+  /** Origin plus optional path prefix, no trailing slash: `/v1/...` is appended. */
+  readonly baseUrl: string;
+  readonly origin: string;
+  readonly pathPrefix: string;
+  readonly engine: EngineKind;
+  readonly models: readonly string[];
+  /** Declared generation capacity, tokens per second over all running sequences. */
+  readonly tokensPerSecond: number;
+  /** Sequences the engine runs at once; more wait inside the engine. */
+  readonly maxSequences: number;
+  readonly headers: Readonly<Record<string, string>>;
+  /** Present for `engine: sim`: `switchyard start` runs such nodes in-process. */
+  readonly sim: SimSpec | undefined;
+}
+
+export interface Topology {
+  readonly regions: ReadonlyMap<string, RegionSpec>;
+  readonly nodes: readonly NodeSpec[];
+  /** Round trip between two regions in milliseconds; 0 within a region. */
+  rttMs(from: string, to: string): number;
+}
