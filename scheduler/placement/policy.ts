@@ -1,0 +1,23 @@
+import type { RegionRoute } from '../fleet.js';
+import type { NodeState } from '../node-state.js';
+
+export interface PlacementRequest {
+  readonly model: string;
+  /** Estimated tokens: prompt plus requested output. */
+  readonly costTokens: number;
+  /** Regions allowed, nearest first (already limited to the residency group). */
+  readonly route: readonly RegionRoute[];
+  /** Nodes already tried for this request (failed attempts); never chosen again. */
+  readonly exclude: ReadonlySet<NodeState> | undefined;
+  readonly now: number;
+}
+
+/** Chooses a node for one request, or none when no eligible node serves the model. */
+export interface PlacementPolicy {
+  readonly name: string;
+  choose(req: PlacementRequest): NodeState | undefined;
+}
+
+export function isEligible(node: NodeState, req: PlacementRequest): boolean {
+  return node.isAvailable(req.now) && node.serves(req.model) && !(req.exclude?.has(node) ?? false);
+}
