@@ -1,0 +1,60 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from '../core/logger.js';
+import { ErrorCode, SwitchyardError } from '../core/errors.js';
+import type { GatewayDeps } from './gateway-deps.js';
+import { errorHandling } from './plugins/error-handler.js';
+import { healthRoutes } from './routes/health.js';
+import { inferenceRoutes } from './routes/v1/inference.js';
+import { modelRoutes } from './routes/v1/models.js';
+import './request-context.js';
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** Builds the gateway's HTTP app. Never listens: `main` (or a test) does. */
+export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // One log line per request would dominate the gateway's CPU; failures are logged where they happen.
+    disableRequestLogging: true,
+    bodyLimit: deps.settings.bodyLimitBytes,
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${randomUUID().replace(/-/g, '')}`;
+    },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+
+  app.decorateRequest('rawBody', undefined);
+  // Keep the exact bytes: bodies that need no rewriting are forwarded as the client sent them.
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    const buf = body as Buffer;
+    request.rawBody = buf;
+    if (buf.length === 0) {
+      done(new SwitchyardError(ErrorCode.InvalidJson, 'Request body is empty; expected a JSON object.'), undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(buf.toString('utf8')));
+    } catch {
+      done(new SwitchyardError(ErrorCode.InvalidJson, 'Request body is not valid JSON.'), undefined);
+    }
+  });
+
+  app.addHook('onRequest', (request, reply, done) => {
+    reply.header('x-request-id', request.id);
+    done();
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    deps.recordResponse(request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
+    done();
+  });
+
+  errorHandling(app);
+  healthRoutes(app, deps);
+  modelRoutes(app, deps);
+  inferenceRoutes(app, deps);
+  return app;
+}

@@ -1,0 +1,20 @@
+import type { Settings } from '../core/config/settings.js';
+import type { RegionSpec } from '../core/config/topology.js';
+import type { Registry } from '../core/metrics.js';
+import type { Fleet } from '../scheduler/fleet.js';
+import type { GatewayMetrics } from './gateway-metrics.js';
+import type { UpstreamProxy } from './upstream/proxy.js';
+
+/** Everything the HTTP layer needs; built by `main`, passed to `buildApp`. */
+export interface GatewayDeps {
+  readonly settings: Settings;
+  readonly region: RegionSpec;
+  readonly fleet: Fleet;
+  readonly proxy: UpstreamProxy;
+  readonly metrics: GatewayMetrics;
+  readonly registry: Registry;
+  /** Counts a finished request (hijacked streams report here; others via the onResponse hook). */
+  recordResponse(route: string, status: number, elapsedMs: number): void;
+  /** False once shutdown began: /readyz turns 503 so load balancers drain this replica. */
+  isAccepting(): boolean;
+}

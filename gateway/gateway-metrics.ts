@@ -1,0 +1,82 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Fleet } from '../scheduler/fleet.js';
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
+
+/**
+ * The gateway's metrics. Labels are bounded: route (a fixed set), status class, model and node
+ * (from configuration), reason (a fixed set). Never keys, tenants' ids or request ids.
+ */
+export class GatewayMetrics {
+  readonly requests: Counter<'route' | 'status_class'>;
+  readonly duration: Histogram<'route'>;
+  readonly ttft: Histogram<'model' | 'region'>;
+  readonly tokens: Counter<'model' | 'direction'>;
+  readonly upstreamErrors: Counter<'node' | 'reason'>;
+  readonly retries: Counter<'reason'>;
+  readonly inflight: Gauge<'node'>;
+  readonly nodeHealthy: Gauge<'node' | 'region'>;
+
+  constructor(registry: Registry, fleet: Fleet) {
+    const registers = [registry];
+    this.requests = new Counter({
+      name: 'switchyard_http_requests_total',
+      help: 'Requests answered, by route and status class (2xx, 4xx, 5xx).',
+      labelNames: ['route', 'status_class'],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'switchyard_http_request_duration_seconds',
+      help: 'Time from request received to response ended (streams included), by route.',
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.ttft = new Histogram({
+      name: 'switchyard_time_to_first_token_seconds',
+      help: 'Streaming requests: time from request received to the first event sent to the client.',
+      labelNames: ['model', 'region'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.tokens = new Counter({
+      name: 'switchyard_tokens_total',
+      help: 'Tokens reported by the engines, by model and direction (prompt, completion).',
+      labelNames: ['model', 'direction'],
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: 'switchyard_upstream_errors_total',
+      help: 'Failed upstream attempts, by node and reason (connect_refused, connect_timeout, reset, first_byte_timeout, idle_timeout, http_429, http_5xx, dropped).',
+      labelNames: ['node', 'reason'],
+      registers,
+    });
+    this.retries = new Counter({
+      name: 'switchyard_upstream_retries_total',
+      help: 'Attempts retried on another node before the first byte, by the reason of the failure.',
+      labelNames: ['reason'],
+      registers,
+    });
+    const nodes = [...fleet.nodes.values()];
+    this.inflight = new Gauge({
+      name: 'switchyard_upstream_inflight_requests',
+      help: 'Requests this gateway has open on each node.',
+      labelNames: ['node'],
+      registers,
+      collect() {
+        for (const n of nodes) this.set({ node: n.id }, n.inflight);
+      },
+    });
+    const now = Date.now;
+    this.nodeHealthy = new Gauge({
+      name: 'switchyard_node_healthy',
+      help: '1 when the node passes health checks and is not ejected by the circuit breaker, else 0.',
+      labelNames: ['node', 'region'],
+      registers,
+      collect() {
+        const t = now();
+        for (const n of nodes) this.set({ node: n.id, region: n.spec.regionId }, n.isAvailable(t) ? 1 : 0);
+      },
+    });
+  }
+}

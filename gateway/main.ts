@@ -1,0 +1,98 @@
+import type { Settings } from '../core/config/settings.js';
+import type { Topology } from '../core/config/topology.js';
+import { ConfigError } from '../core/config/config-error.js';
+import type { Logger } from '../core/logger.js';
+import { createRegistry } from '../core/metrics.js';
+import { packageVersion } from '../core/version.js';
+import { Fleet } from '../scheduler/fleet.js';
+import { LeastWorkPolicy } from '../scheduler/placement/least-work.js';
+import type { PlacementPolicy } from '../scheduler/placement/policy.js';
+import { buildApp } from './app.js';
+import { GatewayMetrics } from './gateway-metrics.js';
+import { NodeHealth } from './upstream/node-health.js';
+import { UpstreamProxy } from './upstream/proxy.js';
+import { UpstreamPools } from './upstream/upstream-pools.js';
+
+export interface GatewayHandle {
+  readonly url: string;
+  readonly port: number;
+  /** Stops accepting, lets open requests finish within the grace period, then cuts the rest. */
+  close(): Promise<void>;
+}
+
+export interface GatewayOptions {
+  readonly settings: Settings;
+  readonly topology: Topology;
+  readonly logger: Logger;
+  readonly policy?: PlacementPolicy;
+}
+
+/** Wires the gateway's components and listens. Stop order is the reverse of start order. */
+export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle> {
+  const { settings, topology, logger } = opts;
+  const regionId = settings.region ?? topology.regions.keys().next().value;
+  const region = regionId === undefined ? undefined : topology.regions.get(regionId);
+  if (region === undefined) {
+    throw new ConfigError('settings', [
+      { path: 'SWITCHYARD_REGION', message: `unknown region "${regionId ?? ''}"; known: ${[...topology.regions.keys()].join(', ')}` },
+    ]);
+  }
+  const log = logger.child({ module: 'gateway', region: region.id });
+  const fleet = new Fleet(topology);
+  const registry = createRegistry('gateway', packageVersion());
+  const metrics = new GatewayMetrics(registry, fleet);
+  const pools = new UpstreamPools(fleet, settings);
+  const health = new NodeHealth(fleet, pools, settings, log.child({ module: 'node-health' }));
+  const proxy = new UpstreamProxy(opts.policy ?? new LeastWorkPolicy(), pools, health, metrics, settings, log);
+
+  let accepting = true;
+  const statusClass = ['1xx', '2xx', '3xx', '4xx', '5xx'];
+  const app = buildApp(
+    {
+      settings,
+      region,
+      fleet,
+      proxy,
+      metrics,
+      registry,
+      isAccepting: () => accepting,
+      recordResponse(route, status, elapsedMs) {
+        metrics.requests.inc({ route, status_class: statusClass[Math.floor(status / 100) - 1] ?? 'other' });
+        metrics.duration.observe({ route }, elapsedMs / 1000);
+      },
+    },
+    log,
+  );
+
+  health.start();
+  await app.listen({ host: settings.host, port: settings.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : settings.port;
+  const url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
+  log.info({ url, nodes: topology.nodes.length, policy: (opts.policy ?? { name: 'least-work' }).name }, 'gateway listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    close: () =>
+      (closing ??= (async () => {
+        accepting = false;
+        health.stop();
+        // Open streams get the grace period; then the upstream pools are destroyed, which ends
+        // every relay with an error event, and the remaining client connections are cut.
+        const cut = setTimeout(() => {
+          log.warn({ graceMs: settings.shutdownGraceMs }, 'grace period over; cutting open requests');
+          void pools.destroy();
+          app.server.closeAllConnections();
+        }, settings.shutdownGraceMs);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(cut);
+          await pools.close(0);
+        }
+        log.info('gateway stopped');
+      })()),
+  };
+}

@@ -1,0 +1,50 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { ErrorCode, SwitchyardError, toOpenAIErrorBody } from '../../core/errors.js';
+
+/**
+ * The one place errors become responses: every error leaves in OpenAI's shape with the status
+ * the SDKs expect, `retry-after` where waiting helps, and the request id (set in onRequest).
+ */
+export function errorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((raw: FastifyError | SwitchyardError | Error, request, reply) => {
+    const err = toSwitchyardError(raw);
+    if (err.status === 499) {
+      // The client left; there is nobody to answer.
+      return reply.code(499).send();
+    }
+    if (err.status >= 500) request.log.error({ err: raw, code: err.code }, 'request failed');
+    if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+    return reply.code(err.status).send(toOpenAIErrorBody(err));
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const err = new SwitchyardError(ErrorCode.NotFound, `Unknown request URL: ${request.method} ${request.url.split('?')[0] ?? ''}.`);
+    return reply.code(404).send(toOpenAIErrorBody(err));
+  });
+}
+
+function toSwitchyardError(err: FastifyError | SwitchyardError | Error): SwitchyardError {
+  if (err instanceof SwitchyardError) return err;
+  const fe = err as FastifyError;
+  if (fe.validation !== undefined) {
+    const first = fe.validation[0];
+    const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
+    const param = missing ?? first?.instancePath.replace(/^\//, '').replace(/\//g, '.') ?? null;
+    const message = missing !== undefined ? `'${missing}' is a required property` : `${param ?? 'body'} ${first?.message ?? 'is invalid'}`;
+    return new SwitchyardError(ErrorCode.InvalidRequest, message, { param: param === '' ? null : param });
+  }
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new SwitchyardError(ErrorCode.PayloadTooLarge, 'Request body is too large.');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new SwitchyardError(ErrorCode.InvalidRequest, 'Content-Type must be application/json.', { status: 415 });
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new SwitchyardError(ErrorCode.InvalidJson, 'Request body is empty; expected a JSON object.');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new SwitchyardError(ErrorCode.InvalidJson, 'Request body is not valid JSON.');
+  }
+  if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new SwitchyardError(ErrorCode.InvalidRequest, fe.message, { status: fe.statusCode });
+  }
+  return new SwitchyardError(ErrorCode.Internal, 'The gateway had an internal error.', { cause: err });
+}

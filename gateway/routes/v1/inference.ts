@@ -1,0 +1,142 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
+import type { RegionRoute } from '../../../scheduler/fleet.js';
+import type { GatewayDeps } from '../../gateway-deps.js';
+import { rawBodyOf } from '../../request-context.js';
+import type { OpenUpstream } from '../../upstream/proxy.js';
+import { relaySse } from '../../upstream/stream-relay.js';
+import { extractUsage, type Usage } from '../../upstream/sse.js';
+import { ChatCompletionBody, CompletionBody, EmbeddingBody, type InferenceBody } from './schemas.js';
+
+const ROUTES = [
+  { url: '/v1/chat/completions', schema: ChatCompletionBody, streams: true },
+  { url: '/v1/completions', schema: CompletionBody, streams: true },
+  { url: '/v1/embeddings', schema: EmbeddingBody, streams: false },
+] as const;
+
+/** The OpenAI inference routes: validate, place, forward, relay. */
+export function inferenceRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+  for (const route of ROUTES) {
+    app.post(route.url, { schema: { body: route.schema } }, (request, reply) =>
+      handle(deps, route.url, route.streams, request, reply),
+    );
+  }
+}
+
+async function handle(
+  deps: GatewayDeps,
+  path: string,
+  canStream: boolean,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): Promise<void> {
+  const body = request.body as InferenceBody;
+  const route = regionRoute(deps, request);
+  if (!deps.fleet.knowsModel(deps.region.id, body.model)) {
+    throw new SwitchyardError(ErrorCode.ModelNotFound, `The model \`${body.model}\` does not exist.`, { param: 'model' });
+  }
+  const stream = canStream && body.stream === true;
+  const raw = rawBodyOf(request);
+  // Prompt estimate without walking the messages: ~4 bytes of JSON per token, reconciled later.
+  const costTokens = Math.ceil(raw.length / 4) + (body.max_completion_tokens ?? body.max_tokens ?? deps.settings.defaultMaxTokens);
+  const clientWantsUsage = body.stream_options?.include_usage === true;
+  // Streams always ask the engine for usage, so token counts are real; the trailer is dropped
+  // again below when the client did not ask for it. Other bodies go upstream byte for byte.
+  const upstreamBody = stream && !clientWantsUsage
+    ? JSON.stringify({ ...body, stream_options: { ...body.stream_options, include_usage: true } })
+    : raw;
+
+  const abort = new AbortController();
+  const res = reply.raw;
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort();
+  });
+
+  const upstream = await deps.proxy.open({
+    path,
+    model: body.model,
+    costTokens,
+    body: upstreamBody,
+    requestId: request.id,
+    route,
+    signal: abort.signal,
+  });
+  try {
+    reply.header('x-switchyard-node', upstream.node.id).header('x-switchyard-region', upstream.node.spec.regionId);
+    if (stream) await relay(deps, request, reply, upstream, body.model, clientWantsUsage);
+    else await respondBuffered(deps, reply, upstream, body.model);
+  } finally {
+    upstream.release();
+  }
+}
+
+async function respondBuffered(deps: GatewayDeps, reply: FastifyReply, upstream: OpenUpstream, model: string): Promise<void> {
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
+  } catch (error) {
+    deps.metrics.upstreamErrors.inc({ node: upstream.node.id, reason: 'dropped' });
+    throw new SwitchyardError(ErrorCode.UpstreamError, 'The model server connection was lost before the response was complete.', {
+      cause: error,
+    });
+  }
+  const payload = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+  countTokens(deps, model, extractUsage(payload));
+  await reply
+    .code(upstream.statusCode)
+    .header('content-type', upstream.headers['content-type'] ?? 'application/json')
+    .send(payload);
+}
+
+async function relay(
+  deps: GatewayDeps,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  upstream: OpenUpstream,
+  model: string,
+  clientWantsUsage: boolean,
+): Promise<void> {
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string>),
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+  });
+  const result = await relaySse(upstream.body, res, {
+    clientWantsUsage,
+    onFirstEvent: () => deps.metrics.ttft.observe({ model, region: upstream.node.spec.regionId }, reply.elapsedTime / 1000),
+  });
+  if (result.failure !== undefined && result.failure !== 'client_closed') {
+    deps.metrics.upstreamErrors.inc({ node: upstream.node.id, reason: result.failure });
+    request.log.warn({ nodeId: upstream.node.id, reason: result.failure, events: result.events }, 'stream ended early');
+  }
+  countTokens(deps, model, result.usage);
+  deps.recordResponse(request.routeOptions.url ?? 'unknown', result.failure === undefined ? 200 : 502, reply.elapsedTime);
+}
+
+function countTokens(deps: GatewayDeps, model: string, usage: Usage | undefined): void {
+  if (usage === undefined) return;
+  deps.metrics.tokens.inc({ model, direction: 'prompt' }, usage.prompt_tokens);
+  deps.metrics.tokens.inc({ model, direction: 'completion' }, usage.completion_tokens);
+}
+
+/** Regions this request may use: from the gateway's region or an allowed `x-switchyard-region`. */
+function regionRoute(deps: GatewayDeps, request: FastifyRequest): readonly RegionRoute[] {
+  const asked = request.headers['x-switchyard-region'];
+  if (asked === undefined || asked === '') return deps.fleet.routeFrom(deps.region.id);
+  const id = Array.isArray(asked) ? asked[0] ?? '' : asked;
+  const region = deps.fleet.region(id);
+  if (region === undefined) {
+    throw new SwitchyardError(ErrorCode.InvalidRequest, `Unknown region '${id}' in x-switchyard-region.`, { param: 'x-switchyard-region' });
+  }
+  if (region.residency !== deps.region.residency) {
+    throw new SwitchyardError(
+      ErrorCode.RegionNotAllowed,
+      `Region '${id}' is outside this gateway's residency group '${deps.region.residency}'.`,
+      { param: 'x-switchyard-region' },
+    );
+  }
+  return deps.fleet.routeFrom(region.id);
+}

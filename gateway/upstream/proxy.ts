@@ -1,0 +1,189 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Dispatcher } from 'undici';
+import { ErrorCode, SwitchyardError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import type { RegionRoute } from '../../scheduler/fleet.js';
+import type { NodeState } from '../../scheduler/node-state.js';
+import type { PlacementPolicy } from '../../scheduler/placement/policy.js';
+import type { GatewayMetrics } from '../gateway-metrics.js';
+import { backoffDelayMs, retryAfterMs } from './backoff.js';
+import type { NodeHealth } from './node-health.js';
+import { normaliseUpstreamError } from './normalise-error.js';
+import type { UpstreamPools } from './upstream-pools.js';
+
+export interface ProxySettings {
+  readonly retryAttempts: number;
+  readonly retryBudgetMs: number;
+  readonly retryBaseMs: number;
+  readonly firstByteTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+}
+
+export interface ProxyCall {
+  /** Path below the node's base URL, e.g. `/v1/chat/completions`. */
+  readonly path: string;
+  readonly model: string;
+  readonly costTokens: number;
+  readonly body: Buffer | string;
+  readonly requestId: string;
+  readonly route: readonly RegionRoute[];
+  /** Aborted when the client goes away: stops retries and the upstream request. */
+  readonly signal: AbortSignal;
+}
+
+/** A 2xx upstream response whose body has not been read yet. Call `release` exactly once. */
+export interface OpenUpstream {
+  readonly node: NodeState;
+  readonly statusCode: number;
+  readonly headers: Dispatcher.ResponseData['headers'];
+  readonly body: Dispatcher.ResponseData['body'];
+  readonly attempts: number;
+  release(): void;
+}
+
+const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
+
+type Failure =
+  | { readonly kind: 'network'; readonly reason: string; readonly error: unknown }
+  | { readonly kind: 'status'; readonly reason: string; readonly status: number; readonly body: string; readonly retryAfterMs: number | undefined };
+
+/**
+ * Sends one request to the fleet: places it, and before the first byte retries failures
+ * (connect refused or reset, timeouts, 429, 502-504) on another node, with exponential backoff and
+ * full jitter, honouring `retry-after`, within the attempt count and the time budget. Other upstream
+ * answers (400, 404, 422…) are the client's and are returned normalised, without retry.
+ */
+export class UpstreamProxy {
+  constructor(
+    private readonly policy: PlacementPolicy,
+    private readonly pools: UpstreamPools,
+    private readonly health: NodeHealth,
+    private readonly metrics: GatewayMetrics,
+    private readonly settings: ProxySettings,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  async open(call: ProxyCall): Promise<OpenUpstream> {
+    const started = this.now();
+    const deadline = started + this.settings.retryBudgetMs;
+    let tried: Set<NodeState> | undefined;
+    let last: Failure | undefined;
+    for (let attempt = 0; attempt < this.settings.retryAttempts; attempt++) {
+      const node = this.policy.choose({ model: call.model, costTokens: call.costTokens, route: call.route, exclude: tried, now: this.now() });
+      if (node === undefined) break;
+      node.reserve(call.costTokens);
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        node.release(call.costTokens);
+      };
+      const result = await this.attempt(node, call);
+      if ('statusCode' in result) {
+        this.health.recordSuccess(node);
+        return { node, statusCode: result.statusCode, headers: result.headers, body: result.body, attempts: attempt + 1, release };
+      }
+      release();
+      if (call.signal.aborted) throw new SwitchyardError(ErrorCode.InvalidRequest, 'client closed the request', { status: 499 });
+      last = result;
+      this.metrics.upstreamErrors.inc({ node: node.id, reason: result.reason });
+      if (result.kind === 'status' && !RETRYABLE_STATUS.has(result.status)) throw this.finalError(result, node);
+      if (result.kind === 'network' || result.status >= 500) this.health.recordFailure(node, result.reason);
+      this.log.warn({ reqId: call.requestId, nodeId: node.id, reason: result.reason, attempt }, 'upstream attempt failed');
+      (tried ??= new Set()).add(node);
+      if (attempt + 1 >= this.settings.retryAttempts) break;
+      const wait = Math.max(
+        backoffDelayMs(attempt, this.settings.retryBaseMs, 2000),
+        result.kind === 'status' ? (result.retryAfterMs ?? 0) : 0,
+      );
+      if (this.now() + wait > deadline) break;
+      this.metrics.retries.inc({ reason: result.reason });
+      if (wait > 0) {
+        try {
+          await sleep(wait, undefined, { signal: call.signal });
+        } catch {
+          throw new SwitchyardError(ErrorCode.InvalidRequest, 'client closed the request', { status: 499 });
+        }
+      }
+    }
+    if (last === undefined) {
+      throw new SwitchyardError(ErrorCode.NoHealthyNode, `No healthy node serves model '${call.model}' right now.`, {
+        retryAfterSeconds: 1,
+      });
+    }
+    throw this.finalError(last, undefined);
+  }
+
+  private async attempt(node: NodeState, call: ProxyCall): Promise<Dispatcher.ResponseData | Failure> {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.pools.get(node).request({
+        path: node.spec.pathPrefix + call.path,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': call.requestId, ...node.spec.headers },
+        body: call.body,
+        signal: call.signal,
+        headersTimeout: this.settings.firstByteTimeoutMs,
+        bodyTimeout: this.settings.idleTimeoutMs,
+      });
+    } catch (error) {
+      return { kind: 'network', reason: networkReason(error), error };
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return res;
+    let body = '';
+    try {
+      body = await res.body.text();
+    } catch {
+      // the error body is informative only
+    }
+    const reason = res.statusCode === 429 ? 'http_429' : res.statusCode >= 500 ? 'http_5xx' : `http_4xx`;
+    return { kind: 'status', reason, status: res.statusCode, body, retryAfterMs: retryAfterMs(res.headers, this.now()) };
+  }
+
+  private finalError(failure: Failure, node: NodeState | undefined): SwitchyardError {
+    if (failure.kind === 'network') {
+      if (failure.reason === 'first_byte_timeout' || failure.reason === 'connect_timeout') {
+        return new SwitchyardError(ErrorCode.UpstreamTimeout, 'No model server answered in time.', { cause: failure.error });
+      }
+      return new SwitchyardError(ErrorCode.UpstreamUnavailable, 'No model server could be reached; retry later.', {
+        retryAfterSeconds: 1,
+        cause: failure.error,
+      });
+    }
+    const engine = node?.spec.engine ?? 'openai';
+    const { error, detail } = normaliseUpstreamError(failure.status, failure.body, engine);
+    if (failure.status >= 500) this.log.warn({ nodeId: node?.id, status: failure.status, detail }, 'upstream error');
+    if (RETRYABLE_STATUS.has(failure.status)) {
+      const retryAfterSeconds = Math.max(1, Math.ceil((failure.retryAfterMs ?? 1000) / 1000));
+      return new SwitchyardError(error.code, error.message, { status: error.status, type: error.type, retryAfterSeconds });
+    }
+    return error;
+  }
+}
+
+/** undici and socket error codes to a bounded set of metric reasons. */
+export function networkReason(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  switch (code) {
+    case 'ECONNREFUSED':
+      return 'connect_refused';
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'ETIMEDOUT':
+      return 'connect_timeout';
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return 'first_byte_timeout';
+    case 'UND_ERR_BODY_TIMEOUT':
+      return 'idle_timeout';
+    case 'ECONNRESET':
+    case 'EPIPE':
+    case 'UND_ERR_SOCKET':
+    case 'UND_ERR_CLOSED':
+      return 'reset';
+    case 'UND_ERR_ABORTED':
+    case 'ABORT_ERR':
+      return 'aborted';
+    default:
+      return (error as { name?: unknown }).name === 'AbortError' ? 'aborted' : 'error';
+  }
+}

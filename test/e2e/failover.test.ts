@@ -1,0 +1,141 @@
+import OpenAI from 'openai';
+import { afterAll, describe, expect, it } from 'vitest';
+import { refusedPort, regionsYaml, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+
+/** Failures before and after the first byte, spillover and residency, shutdown; real processes. */
+const started: RunningProcess[] = [];
+async function track(p: Promise<RunningProcess>): Promise<RunningProcess> {
+  const proc = await p;
+  started.push(proc);
+  return proc;
+}
+afterAll(async () => {
+  await Promise.all(started.map((p) => p.stop()));
+});
+
+const FAST = ['--tokens-per-second', '20000', '--ttft-ms', '2'];
+const messages = [{ role: 'user' as const, content: 'hello' }];
+const sdk = (gw: RunningProcess): OpenAI => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+
+async function metric(gw: RunningProcess, pattern: RegExp): Promise<number> {
+  const text = await (await fetch(`${gw.url}/metrics`)).text();
+  const m = pattern.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+describe('failures before the first byte', () => {
+  it('a node that stops accepting connections: the request succeeds on another node', async () => {
+    const doomed = await startSimProcess(FAST);
+    const other = await track(startSimProcess(FAST));
+    // Health checks only every minute: the gateway learns that the node is gone from the request itself.
+    const gw = await track(
+      startGatewayProcess(
+        regionsYaml([{ id: 'r', nodes: [{ id: 'doomed', url: doomed.url, tokensPerSecond: 9000 }, { id: 'other', url: other.url, tokensPerSecond: 100 }] }]),
+        ['--health-interval-ms', '60000'],
+      ),
+    );
+    const client = sdk(gw);
+    const first = await client.chat.completions.create({ model: 'sim-small', messages, max_tokens: 3 }).withResponse();
+    expect(first.response.headers.get('x-switchyard-node')).toBe('doomed');
+    expect(await doomed.stop()).toBe(0);
+    const { response, data } = await client.chat.completions.create({ model: 'sim-small', messages, max_tokens: 3 }).withResponse();
+    expect(response.headers.get('x-switchyard-node')).toBe('other');
+    expect(data.choices[0]?.message.content).toBeTruthy();
+    expect(await metric(gw, /switchyard_upstream_retries_total\{reason="(?:connect_refused|reset)"\} (\d+)/)).toBeGreaterThanOrEqual(1);
+  });
+
+  it('a node answering 503 is retried elsewhere, and ejected after repeated failures', async () => {
+    const failing = await track(startSimProcess([...FAST, '--rate-503', '1']));
+    const good = await track(startSimProcess(FAST));
+    const gw = await track(
+      startGatewayProcess(
+        regionsYaml([{ id: 'r', nodes: [{ id: 'failing', url: failing.url, tokensPerSecond: 9000 }, { id: 'good', url: good.url, tokensPerSecond: 100 }] }]),
+        ['--breaker-failures', '2', '--breaker-cooldown-ms', '60000', '--retry-base-ms', '1'],
+      ),
+    );
+    const client = sdk(gw);
+    for (let i = 0; i < 4; i++) {
+      const { response } = await client.chat.completions.create({ model: 'sim-small', messages, max_tokens: 2 }).withResponse();
+      expect(response.headers.get('x-switchyard-node')).toBe('good');
+    }
+    // Two failures ejected it: later requests did not try it at all.
+    expect(await metric(gw, /switchyard_upstream_errors_total\{node="failing",reason="http_5xx"\} (\d+)/)).toBe(2);
+    expect(await metric(gw, /switchyard_node_healthy\{node="failing",region="r"\} (\d+)/)).toBe(0);
+  });
+
+  it('every node failing: 503 with retry-after in OpenAI’s shape', async () => {
+    const gw = await track(
+      startGatewayProcess(regionsYaml([{ id: 'r', nodes: [{ id: 'gone', url: `http://127.0.0.1:${await refusedPort()}` }] }]), ['--retry-base-ms', '1']),
+    );
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'sim-small', messages }),
+    });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBeTruthy();
+    expect(await res.json()).toMatchObject({ error: { type: 'server_error' } });
+  });
+});
+
+describe('failures after the first byte', () => {
+  it('a node dropping the connection mid-stream: the SDK raises an error', async () => {
+    const dropper = await track(startSimProcess([...FAST, '--drop-rate', '1']));
+    const gw = await track(startGatewayProcess(regionsYaml([{ id: 'r', nodes: [{ id: 'dropper', url: dropper.url }] }])));
+    const stream = await sdk(gw).chat.completions.create({ model: 'sim-small', messages, max_tokens: 200, stream: true });
+    let received = 0;
+    const consume = async (): Promise<void> => {
+      for await (const _chunk of stream) received++;
+    };
+    await expect(consume()).rejects.toBeInstanceOf(OpenAI.APIError);
+    expect(received).toBeGreaterThan(0);
+  });
+});
+
+describe('regions', () => {
+  it('spills to the next region when the local one is down, never across residency', async () => {
+    const near = await track(startSimProcess(FAST));
+    const foreign = await track(startSimProcess(FAST));
+    const dead = `http://127.0.0.1:${await refusedPort()}`;
+    const yaml = regionsYaml(
+      [
+        { id: 'home', nodes: [{ id: 'home-1', url: dead }] },
+        { id: 'near', nodes: [{ id: 'near-1', url: near.url }] },
+        { id: 'abroad', residency: 'us', nodes: [{ id: 'abroad-1', url: foreign.url, tokensPerSecond: 99999 }] },
+      ],
+      [['home', 'near', 20], ['home', 'abroad', 1]],
+    );
+    const gw = await track(startGatewayProcess(yaml, ['--region', 'home']));
+    const { response } = await sdk(gw).chat.completions.create({ model: 'sim-small', messages, max_tokens: 2 }).withResponse();
+    expect(response.headers.get('x-switchyard-region')).toBe('near');
+
+    const isolated = await track(
+      startGatewayProcess(
+        regionsYaml([
+          { id: 'home', nodes: [{ id: 'home-1', url: dead }] },
+          { id: 'abroad', residency: 'us', nodes: [{ id: 'abroad-1', url: foreign.url }] },
+        ]),
+        ['--region', 'home', '--retry-base-ms', '1'],
+      ),
+    );
+    const err = await sdk(isolated).chat.completions.create({ model: 'sim-small', messages, max_tokens: 2 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+  });
+});
+
+describe('shutdown', () => {
+  it('SIGTERM lets an open stream finish, then exits 0', async () => {
+    const sim = await track(startSimProcess(['--tokens-per-second', '200', '--ttft-ms', '2']));
+    const gw = await startGatewayProcess(regionsYaml([{ id: 'r', nodes: [{ id: 'n', url: sim.url }] }]));
+    const direct = new OpenAI({ baseURL: `${sim.url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const want = (await direct.chat.completions.create({ model: 'sim-small', messages, max_tokens: 60 })).choices[0]?.message.content;
+    const stream = await sdk(gw).chat.completions.create({ model: 'sim-small', messages, max_tokens: 60, stream: true });
+    let text = '';
+    let exit: Promise<number | null> | undefined;
+    for await (const chunk of stream) {
+      exit ??= gw.stop(); // SIGTERM after the first chunk; ~300 ms of tokens still to come
+      text += chunk.choices[0]?.delta.content ?? '';
+    }
+    expect(text).toBe(want);
+    expect(await exit).toBe(0);
+  });
+});
