@@ -1,0 +1,43 @@
+import { loadRegionsFile } from '../../core/config/load-regions.js';
+import { createLogger } from '../../core/logger.js';
+import { startGateway } from '../../gateway/main.js';
+import { DEFAULT_SIM_OPTIONS } from '../../sim/sim-options.js';
+import { startSim, type SimServer } from '../../sim/sim-server.js';
+import { settingsFromArgv, waitForSignal } from '../run-command.js';
+
+/**
+ * `switchyard start`: everything in one process with no external services. Nodes declared with
+ * `engine: sim` are simulated in-process on their configured address, so a fresh checkout answers
+ * OpenAI requests at once; nodes with a real engine are used as they are.
+ */
+export async function startCommand(argv: readonly string[]): Promise<void> {
+  const settings = settingsFromArgv(argv, process.env);
+  const topology = await loadRegionsFile(settings.configPath);
+  const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
+  const sims: SimServer[] = [];
+  try {
+    for (const node of topology.nodes) {
+      if (node.sim === undefined) continue;
+      const url = new URL(node.origin);
+      const sim = await startSim({
+        ...DEFAULT_SIM_OPTIONS,
+        host: url.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(url.port || 80),
+        models: node.models,
+        tokensPerSecond: node.tokensPerSecond,
+        maxSeqs: node.maxSequences,
+        ttftMs: node.sim.ttftMs,
+        seed: node.sim.seed,
+      });
+      sims.push(sim);
+      logger.info({ nodeId: node.id, url: sim.url, models: node.models }, 'simulated node started');
+    }
+    const gateway = await startGateway({ settings, topology, logger });
+    process.stdout.write(`\nSwitchyard is up: ${gateway.url}/v1  (Ctrl-C stops it)\n\n`);
+    const signal = await waitForSignal();
+    logger.info({ signal }, 'shutting down');
+    await gateway.close();
+  } finally {
+    await Promise.all(sims.map((s) => s.close()));
+  }
+}

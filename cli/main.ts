@@ -1,0 +1,31 @@
+#!/usr/bin/env node
+import { demoCommand } from './commands/demo.js';
+import { gatewayCommand } from './commands/gateway.js';
+import { startCommand } from './commands/start.js';
+import { KNOBS } from '../core/config/settings.js';
+import { runSim } from '../sim/main.js';
+import { runCommand, UsageError } from './run-command.js';
+
+const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<void>; help: string }> = {
+  start: { run: startCommand, help: 'everything in one process, simulated nodes included (the first-run default)' },
+  gateway: { run: gatewayCommand, help: 'the OpenAI-compatible gateway for one region' },
+  sim: { run: runSim, help: 'an OpenAI-compatible GPU-node simulator (vLLM-style; see sim/README.md)' },
+  demo: { run: demoCommand, help: 'sims and one gateway per region as separate processes' },
+};
+
+function usage(): string {
+  const cmds = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.help}`);
+  const flags = KNOBS.map((k) => `  --${k.flag.padEnd(24)} ${k.env.padEnd(34)} ${k.doc} (default: ${k.def ?? 'none'})`);
+  return `usage: switchyard <command> [flags]\n\ncommands:\n${cmds.join('\n')}\n\nflags of start, gateway, demo (flag, environment variable, meaning):\n${flags.join('\n')}\n`;
+}
+
+const [name, ...argv] = process.argv.slice(2);
+if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+  process.stdout.write(usage());
+} else {
+  const command = COMMANDS[name];
+  await runCommand(async () => {
+    if (command === undefined) throw new UsageError(`unknown command '${name}'`);
+    await command.run(argv);
+  });
+}
