@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../core/logger.js';
 import { ErrorCode, SwitchyardError } from '../core/errors.js';
 import type { GatewayDeps } from './gateway-deps.js';
@@ -16,7 +16,7 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // One log line per request would dominate the gateway's CPU; failures are logged where they happen.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.settings.bodyLimitBytes,
     requestIdHeader: false,
     genReqId: (req) => {

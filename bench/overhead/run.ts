@@ -1,0 +1,131 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { closedLoop, interleaved, openLoop, target, type Shot } from '../lib/load.js';
+import { cpuMicros, startNode, type Child } from '../lib/processes.js';
+import { fmt, percentile } from '../lib/stats.js';
+import { streamFidelity } from './stream-fidelity.js';
+
+/**
+ * Gateway overhead, side by side in one run: the same requests sent straight to an upstream,
+ * through a bare Fastify+undici passthrough (the anchor), and through the Switchyard gateway.
+ * `npm run bench [-- --write]` (--write puts the results into docs/benchmarks.md).
+ */
+const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
+const CLI = here('../../cli/main.js');
+const args = new Set(process.argv.slice(2));
+const quick = args.has('--quick');
+const N_SEQ = quick ? 500 : 3000;
+const SECONDS = quick ? 2 : 5;
+const RATE = 1000;
+const STREAMS = quick ? 500 : 2000;
+
+const chat: Shot = {
+  path: '/v1/chat/completions',
+  body: JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'How much latency does the gateway add?' }], max_tokens: 8 }),
+};
+const chatStream: Shot = { path: chat.path, body: JSON.stringify({ ...JSON.parse(chat.body), stream: true }) };
+
+function yamlFor(url: string, model: string): string {
+  return `regions:\n  - id: bench\n    residency: any\n    clusters:\n      - id: c\n        nodes:\n          - id: n1\n            url: ${url}\n            engine: vllm\n            models: [${model}]\n            capacity: { tokensPerSecond: 1000000, maxSequences: 4096 }\n`;
+}
+
+async function gatewayFor(url: string, model: string): Promise<Child> {
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
+  writeFileSync(join(dir, 'regions.yaml'), yamlFor(url, model));
+  return startNode(CLI, ['gateway', '--config', join(dir, 'regions.yaml'), '--port', '0', '--log-level', 'info'], 'gateway listening');
+}
+
+const lines: string[] = [];
+const out = (s = ''): void => {
+  lines.push(s);
+  process.stdout.write(s + '\n');
+};
+
+const children: Child[] = [];
+try {
+  const upstream = await startNode(here('./canned-upstream.js'), [], 'upstream listening');
+  children.push(upstream);
+  const passthrough = await startNode(here('./passthrough.js'), [upstream.url], 'passthrough listening');
+  children.push(passthrough);
+  const gateway = await gatewayFor(upstream.url, 'bench');
+  children.push(gateway);
+  const targets = [target('direct', upstream.url), target('passthrough', passthrough.url), target('gateway', gateway.url)];
+  const [direct, pass, gw] = targets as [ReturnType<typeof target>, ReturnType<typeof target>, ReturnType<typeof target>];
+
+  out(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${new Date().toISOString().slice(0, 10)}`);
+  out();
+  await interleaved(targets, chat, 300); // warm-up: JIT, keep-alive connections
+
+  const seq = await interleaved(targets, chat, N_SEQ);
+  const base = seq.get('direct') as number[];
+  out(`### Concurrency 1, ${N_SEQ} requests per target, interleaved (ms)`);
+  out();
+  out('| target | p50 | p99 | added p50 | added p99 |');
+  out('|---|---|---|---|---|');
+  for (const t of targets) {
+    const s = seq.get(t.name) as number[];
+    const added = t.name === 'direct' ? ['', ''] : [fmt(percentile(s, 50) - percentile(base, 50)), fmt(percentile(s, 99) - percentile(base, 99))];
+    out(`| ${t.name} | ${fmt(percentile(s, 50))} | ${fmt(percentile(s, 99))} | ${added[0]} | ${added[1]} |`);
+  }
+  out();
+
+  out(`### Open loop, ${RATE} requests/s for ${SECONDS} s (ms from the scheduled send time)`);
+  out();
+  out('| target | p50 | p99 | max | errors |');
+  out('|---|---|---|---|---|');
+  for (const t of [direct, pass, gw]) {
+    const r = await openLoop(t, chat, RATE, SECONDS);
+    out(`| ${t.name} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.max)} | ${r.errors}/${r.sent} |`);
+  }
+  out();
+
+  out(`### Maximum throughput, closed loop, 64 concurrent, ${SECONDS} s`);
+  out();
+  out('| target | requests/s | errors | proxy CPU µs/request |');
+  out('|---|---|---|---|');
+  for (const [t, proc] of [[direct, undefined], [pass, passthrough], [gw, gateway]] as const) {
+    const cpu0 = proc ? cpuMicros(proc.proc.pid as number) : 0;
+    const r = await closedLoop(t, chat, 64, SECONDS);
+    const cpu = proc ? fmt((cpuMicros(proc.proc.pid as number) - cpu0) / r.done, 0) : '';
+    out(`| ${t.name} | ${r.rps.toFixed(0)} | ${r.errors} | ${cpu} |`);
+  }
+  out();
+
+  const ttft = await interleaved([direct, gw], chatStream, quick ? 300 : 2000, true);
+  const d = ttft.get('direct') as number[];
+  const g = ttft.get('gateway') as number[];
+  out('### Streaming, concurrency 1: time to first byte of the body (ms)');
+  out();
+  out('| target | p50 | p99 | added p50 | added p99 |');
+  out('|---|---|---|---|---|');
+  out(`| direct | ${fmt(percentile(d, 50))} | ${fmt(percentile(d, 99))} | | |`);
+  out(`| gateway | ${fmt(percentile(g, 50))} | ${fmt(percentile(g, 99))} | ${fmt(percentile(g, 50) - percentile(d, 50))} | ${fmt(percentile(g, 99) - percentile(d, 99))} |`);
+  out();
+  await Promise.all(targets.map((t) => t.pool.close()));
+
+  const sim = await startNode(CLI, ['sim', '--port', '0', '--max-seqs', String(STREAMS), '--tokens-per-second', '200000', '--ttft-ms', '5', '--models', 'sim-small'], 'sim listening');
+  children.push(sim);
+  const simGateway = await gatewayFor(sim.url, 'sim-small');
+  children.push(simGateway);
+  const f = await streamFidelity(simGateway.url, sim.url, STREAMS, 24);
+  out(`### Chunk fidelity: ${f.streams} concurrent streams × 24 tokens through the gateway to a real \`switchyard sim\``);
+  out();
+  out('| streams | correct | lost events | merged events | wrong text | failed | seconds |');
+  out('|---|---|---|---|---|---|---|');
+  out(`| ${f.streams} | ${f.ok} | ${f.lost} | ${f.merged} | ${f.wrongText} | ${f.failed} | ${f.seconds.toFixed(2)} |`);
+} finally {
+  await Promise.all(children.map((c) => c.stop()));
+}
+
+if (args.has('--write')) {
+  const path = here('../../../docs/benchmarks.md');
+  const doc = readFileSync(path, 'utf8');
+  const begin = '<!-- overhead:begin -->';
+  const end = '<!-- overhead:end -->';
+  const block = `${begin}\n${lines.join('\n')}\n${end}`;
+  const next = doc.includes(begin) ? doc.replace(new RegExp(`${begin}[\\s\\S]*${end}`), block) : `${doc}\n${block}\n`;
+  writeFileSync(path, next);
+  process.stdout.write(`\nwritten to ${path}\n`);
+}
