@@ -64,7 +64,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     log,
   );
 
-  health.start();
+  await health.start();
   await app.listen({ host: settings.host, port: settings.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : settings.port;
@@ -86,10 +86,14 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           void pools.destroy();
           app.server.closeAllConnections();
         }, settings.shutdownGraceMs);
+        // server.close() drops only the connections idle at that moment; a keep-alive connection
+        // whose stream ends later would hold shutdown for its whole keep-alive timeout.
+        const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
         try {
           await app.close();
         } finally {
           clearTimeout(cut);
+          clearInterval(sweep);
           await pools.close(0);
         }
         log.info('gateway stopped');

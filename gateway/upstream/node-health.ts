@@ -43,8 +43,10 @@ export class NodeHealth {
     private readonly now: () => number = Date.now,
   ) {}
 
-  start(): void {
-    void this.probeAll();
+  /** Probes every node once (so the first requests already avoid dead nodes), then periodically. */
+  async start(): Promise<void> {
+    await this.probeAll();
+    if (this.stopped) return;
     this.timer = setInterval(() => void this.probeAll(), this.settings.healthIntervalMs);
     this.timer.unref();
   }
@@ -84,6 +86,7 @@ export class NodeHealth {
     if (await this.probe(node)) {
       node.consecutiveFailures = 0;
       node.ejectedUntil = 0;
+      node.healthy = true;
       this.log.info({ nodeId: node.id }, 'node restored after cool-down');
     } else if (!this.stopped) {
       this.eject(node, 'probe_failed');

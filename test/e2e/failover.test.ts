@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
-import { refusedPort, regionsYaml, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+import { eventually, refusedPort, regionsYaml, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
 
 /** Failures before and after the first byte, spillover and residency, shutdown; real processes. */
 const started: RunningProcess[] = [];
@@ -61,6 +61,27 @@ describe('failures before the first byte', () => {
     // Two failures ejected it: later requests did not try it at all.
     expect(await metric(gw, /switchyard_upstream_errors_total\{node="failing",reason="http_5xx"\} (\d+)/)).toBe(2);
     expect(await metric(gw, /switchyard_node_healthy\{node="failing",region="r"\} (\d+)/)).toBe(0);
+  });
+
+  it('an ejected node is probed back after its cool-down and gets traffic again', async () => {
+    const flaky = await startSimProcess(FAST);
+    const port = new URL(flaky.url).port;
+    const other = await track(startSimProcess(FAST));
+    const gw = await track(
+      startGatewayProcess(
+        regionsYaml([{ id: 'r', nodes: [{ id: 'flaky', url: flaky.url, tokensPerSecond: 9000 }, { id: 'other', url: other.url, tokensPerSecond: 100 }] }]),
+        ['--health-interval-ms', '60000', '--breaker-failures', '1', '--breaker-cooldown-ms', '300'],
+      ),
+    );
+    const client = sdk(gw);
+    await flaky.stop();
+    const during = await client.chat.completions.create({ model: 'sim-small', messages, max_tokens: 2 }).withResponse();
+    expect(during.response.headers.get('x-switchyard-node')).toBe('other');
+    expect(await metric(gw, /switchyard_node_healthy\{node="flaky",region="r"\} (\d+)/)).toBe(0);
+    await track(startCli(['sim', '--port', port, ...FAST], 'sim listening'));
+    await eventually(async () => (await metric(gw, /switchyard_node_healthy\{node="flaky",region="r"\} (\d+)/)) === 1, 5000, 'the node to be restored');
+    const after = await client.chat.completions.create({ model: 'sim-small', messages, max_tokens: 2 }).withResponse();
+    expect(after.response.headers.get('x-switchyard-node')).toBe('flaky');
   });
 
   it('every node failing: 503 with retry-after in OpenAI’s shape', async () => {
