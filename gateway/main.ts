@@ -81,10 +81,11 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
         health.stop();
         // Open streams get the grace period; then the upstream pools are destroyed, which ends
         // every relay with an error event, and the remaining client connections are cut.
+        let hardCut: NodeJS.Timeout | undefined;
         const cut = setTimeout(() => {
           log.warn({ graceMs: settings.shutdownGraceMs }, 'grace period over; cutting open requests');
           void pools.destroy();
-          app.server.closeAllConnections();
+          hardCut = setTimeout(() => app.server.closeAllConnections(), 1000);
         }, settings.shutdownGraceMs);
         // server.close() drops only the connections idle at that moment; a keep-alive connection
         // whose stream ends later would hold shutdown for its whole keep-alive timeout.
@@ -93,6 +94,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           await app.close();
         } finally {
           clearTimeout(cut);
+          clearTimeout(hardCut);
           clearInterval(sweep);
           await pools.close(0);
         }

@@ -84,6 +84,22 @@ describe('failures before the first byte', () => {
     expect(after.response.headers.get('x-switchyard-node')).toBe('flaky');
   });
 
+  it('a node that stalls before the first byte: first-byte timeout, retried on another node', async () => {
+    const staller = await track(startSimProcess([...FAST, '--stall-ms', '10000']));
+    const good = await track(startSimProcess(FAST));
+    const gw = await track(
+      startGatewayProcess(
+        regionsYaml([{ id: 'r', nodes: [{ id: 'staller', url: staller.url, tokensPerSecond: 9000 }, { id: 'good', url: good.url, tokensPerSecond: 100 }] }]),
+        ['--first-byte-timeout-ms', '300', '--retry-base-ms', '1'],
+      ),
+    );
+    const t0 = Date.now();
+    const { response } = await sdk(gw).chat.completions.create({ model: 'sim-small', messages, max_tokens: 2 }).withResponse();
+    expect(response.headers.get('x-switchyard-node')).toBe('good');
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(await metric(gw, /switchyard_upstream_errors_total\{node="staller",reason="first_byte_timeout"\} (\d+)/)).toBe(1);
+  });
+
   it('every node failing: 503 with retry-after in OpenAI’s shape', async () => {
     const gw = await track(
       startGatewayProcess(regionsYaml([{ id: 'r', nodes: [{ id: 'gone', url: `http://127.0.0.1:${await refusedPort()}` }] }]), ['--retry-base-ms', '1']),
@@ -144,6 +160,18 @@ describe('regions', () => {
 });
 
 describe('shutdown', () => {
+  it('a stream still open when the grace period ends is cut with an error event; exit 0', async () => {
+    const sim = await track(startSimProcess(['--tokens-per-second', '50', '--ttft-ms', '2']));
+    const gw = await startGatewayProcess(regionsYaml([{ id: 'r', nodes: [{ id: 'n', url: sim.url }] }]), ['--shutdown-grace-ms', '300']);
+    const stream = await sdk(gw).chat.completions.create({ model: 'sim-small', messages, max_tokens: 1000, stream: true });
+    let exit: Promise<number | null> | undefined;
+    const consume = async (): Promise<void> => {
+      for await (const _chunk of stream) exit ??= gw.stop();
+    };
+    await expect(consume()).rejects.toBeInstanceOf(OpenAI.APIError);
+    expect(await exit).toBe(0);
+  });
+
   it('SIGTERM lets an open stream finish, then exits 0', async () => {
     const sim = await track(startSimProcess(['--tokens-per-second', '200', '--ttft-ms', '2']));
     const gw = await startGatewayProcess(regionsYaml([{ id: 'r', nodes: [{ id: 'n', url: sim.url }] }]));
