@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { DEFAULT_LEASE_TTL_MS, type AdmitResult, type KeyLimits, type LimitReason, type RateLimiter } from './rate-limiter.js';
+
+/*
+ * The bucket arithmetic of rate-limiter.ts (refill, refusal, limitState), in Lua so that a check
+ * and its take are one atomic step on Redis, shared by every gateway. Time is Redis's own clock,
+ * so gateways with skewed clocks agree.
+ */
+const COMMON = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rpm = tonumber(ARGV[1])
+local tpm = tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'r', 't', 'at')
+local r = tonumber(state[1]) or rpm
+local tok = tonumber(state[2]) or tpm
+local at = tonumber(state[3]) or now
+local dt = math.max(0, now - at)
+if rpm > 0 then r = math.min(rpm, r + dt * rpm / 60000) end
+if tpm > 0 then tok = math.min(tpm, tok + dt * tpm / 60000) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local function save()
+  redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tok), 'at', now)
+  redis.call('PEXPIRE', KEYS[1], 120000)
+end
+`;
+
+/**
+ * admit
+ * KEYS[1] bucket hash (r: request tokens, t: tokens, at: last refill ms)
+ * KEYS[2] concurrency leases (sorted set: lease id scored by expiry ms)
+ * ARGV[1] requests/min (0 = unlimited)   ARGV[2] tokens/min (0 = unlimited)
+ * ARGV[3] max concurrent (0 = unlimited) ARGV[4] cost in tokens
+ * ARGV[5] lease id                       ARGV[6] lease TTL ms
+ * Returns {allowed 0|1, reason 0 none|1 requests|2 tokens|3 concurrency, retryAfterMs,
+ *          remaining requests, reset requests ms, remaining tokens, reset tokens ms}
+ */
+const ADMIT = `${COMMON}
+local maxc = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local reason = 0
+local retry = 0
+if rpm > 0 and r < 1 then
+  reason = 1; retry = (1 - r) * 60000 / rpm
+elseif tpm > 0 and cost > tpm then
+  reason = 2; retry = 60000
+elseif tpm > 0 and tok < cost then
+  reason = 2; retry = (cost - tok) * 60000 / tpm
+elseif maxc > 0 and redis.call('ZCARD', KEYS[2]) >= maxc then
+  reason = 3; retry = 1000
+end
+if reason == 0 then
+  r = r - 1
+  tok = tok - cost
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
+end
+save()
+local resetR = 0
+local resetT = 0
+if rpm > 0 then resetR = math.ceil((rpm - r) * 60000 / rpm) end
+if tpm > 0 then resetT = math.ceil((tpm - tok) * 60000 / tpm) end
+return {reason == 0 and 1 or 0, reason, math.ceil(retry), math.floor(math.max(0, r)), resetR, math.floor(math.max(0, tok)), resetT}
+`;
+
+/**
+ * settle
+ * KEYS[1] bucket hash  KEYS[2] concurrency leases
+ * ARGV[1] requests/min  ARGV[2] tokens/min  ARGV[3] lease id  ARGV[4] tokens to give back (negative: charge)
+ */
+const SETTLE = `${COMMON}
+redis.call('ZREM', KEYS[2], ARGV[3])
+if tpm > 0 then tok = math.min(tpm, tok + tonumber(ARGV[4])) end
+save()
+return 1
+`;
+
+const REASONS: readonly (LimitReason | undefined)[] = [undefined, 'requests', 'tokens', 'concurrency'];
+
+type LimiterRedis = Redis & {
+  switchyardAdmit(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
+  switchyardSettle(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
+};
+
+/** Limits shared by every gateway replica: one EVALSHA per admission and one per settle. */
+export class RedisRateLimiter implements RateLimiter {
+  private readonly redis: LimiterRedis;
+  private readonly prefix: string;
+  private readonly leaseTtlMs: number;
+
+  constructor(opts: { redis: Redis; keyPrefix: string; leaseTtlMs?: number }) {
+    this.redis = opts.redis as LimiterRedis;
+    this.prefix = opts.keyPrefix;
+    this.leaseTtlMs = opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
+    // defineCommand sends EVALSHA and falls back to EVAL after a NOSCRIPT (e.g. a Redis restart).
+    if (typeof (this.redis as Partial<LimiterRedis>).switchyardAdmit !== 'function') {
+      this.redis.defineCommand('switchyardAdmit', { numberOfKeys: 2, lua: ADMIT });
+      this.redis.defineCommand('switchyardSettle', { numberOfKeys: 2, lua: SETTLE });
+    }
+  }
+
+  /** `{keyId}` is a hash tag: both keys of one API key land on one Redis Cluster slot. */
+  private keys(keyId: string): [string, string] {
+    return [`${this.prefix}rl:{${keyId}}:bucket`, `${this.prefix}rl:{${keyId}}:leases`];
+  }
+
+  async admit(keyId: string, limits: KeyLimits, tokens: number): Promise<AdmitResult> {
+    const [bucket, leases] = this.keys(keyId);
+    const leaseId = randomUUID();
+    const res = await this.redis.switchyardAdmit(
+      bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, limits.maxConcurrent, tokens, leaseId, this.leaseTtlMs,
+    );
+    const allowed = res[0] === 1;
+    return {
+      allowed,
+      reason: REASONS[res[1] ?? 0],
+      retryAfterMs: res[2] ?? 0,
+      leaseId: allowed ? leaseId : undefined,
+      limitRequests: limits.requestsPerMinute,
+      remainingRequests: limits.requestsPerMinute > 0 ? (res[3] ?? 0) : 0,
+      resetRequestsMs: res[4] ?? 0,
+      limitTokens: limits.tokensPerMinute,
+      remainingTokens: limits.tokensPerMinute > 0 ? (res[5] ?? 0) : 0,
+      resetTokensMs: res[6] ?? 0,
+    };
+  }
+
+  async settle(keyId: string, limits: KeyLimits, leaseId: string, reservedTokens: number, actualTokens: number): Promise<void> {
+    const [bucket, leases] = this.keys(keyId);
+    await this.redis.switchyardSettle(bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, leaseId, reservedTokens - actualTokens);
+  }
+
+  async close(): Promise<void> {
+    // The Redis connection belongs to the caller.
+  }
+}

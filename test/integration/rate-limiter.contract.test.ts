@@ -1,0 +1,124 @@
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MemoryRateLimiter } from '../../core/ratelimit/memory-rate-limiter.js';
+import type { KeyLimits, RateLimiter } from '../../core/ratelimit/rate-limiter.js';
+import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
+import { REDIS_URL, uniqueName } from '../helpers/services.js';
+
+/** One contract, every implementation: the memory limiter and the Redis script agree. */
+const prefix = `${uniqueName('sytest_rl')}:`;
+const connections: Redis[] = [];
+function redis(): Redis {
+  const r = new Redis(REDIS_URL);
+  connections.push(r);
+  return r;
+}
+
+afterAll(async () => {
+  const r = redis();
+  const keys = await r.keys(`${prefix}*`);
+  if (keys.length > 0) await r.del(...keys);
+  await Promise.all(connections.map((c) => c.quit()));
+});
+
+const implementations: Array<[string, (leaseTtlMs?: number) => RateLimiter]> = [
+  ['memory', (leaseTtlMs) => new MemoryRateLimiter(leaseTtlMs === undefined ? {} : { leaseTtlMs })],
+  ['redis', (leaseTtlMs) => new RedisRateLimiter({ redis: redis(), keyPrefix: prefix, ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }) })],
+];
+
+const limits = (requestsPerMinute: number, tokensPerMinute: number, maxConcurrent: number): KeyLimits => ({ requestsPerMinute, tokensPerMinute, maxConcurrent });
+
+describe.each(implementations)('RateLimiter contract: %s', (_name, make) => {
+  it('admits exactly the requests per minute, then refuses with a retry time', async () => {
+    const rl = make();
+    const key = uniqueName('k');
+    const l = limits(5, 0, 0);
+    const results = [];
+    for (let i = 0; i < 8; i++) results.push(await rl.admit(key, l, 1));
+    expect(results.filter((r) => r.allowed)).toHaveLength(5);
+    const refused = results[5];
+    expect(refused).toMatchObject({ allowed: false, reason: 'requests', remainingRequests: 0, leaseId: undefined });
+    // One request refills in 60 000 / 5 ms; a little may already have refilled.
+    expect(refused?.retryAfterMs).toBeGreaterThan(10_000);
+    expect(refused?.retryAfterMs).toBeLessThanOrEqual(12_000);
+    expect(results[4]).toMatchObject({ allowed: true, remainingRequests: 0, limitRequests: 5 });
+    expect(results[0]?.remainingRequests).toBe(4);
+    expect(results[0]?.resetRequestsMs).toBeGreaterThan(11_000);
+  });
+
+  it('takes tokens at admission and reconciles them at settle (refund and overcharge)', async () => {
+    const rl = make();
+    const key = uniqueName('k');
+    const l = limits(0, 600_000, 0); // refills 10 tokens per ms
+    const a = await rl.admit(key, l, 100_000);
+    expect(a).toMatchObject({ allowed: true, limitTokens: 600_000 });
+    expect(a.remainingTokens).toBe(500_000);
+    await rl.settle(key, l, a.leaseId as string, 100_000, 40_000); // used less: 60 000 back
+    const b = await rl.admit(key, l, 0);
+    expect(b.remainingTokens).toBeGreaterThanOrEqual(560_000);
+    expect(b.remainingTokens).toBeLessThan(600_000);
+    const c = await rl.admit(key, l, 10_000);
+    await rl.settle(key, l, c.leaseId as string, 10_000, 200_000); // used more: 190 000 charged
+    const d = await rl.admit(key, l, 0);
+    expect(d.remainingTokens).toBeLessThan(b.remainingTokens - 190_000 + 5_000);
+  });
+
+  it('refuses a request whose tokens do not fit, and one larger than the whole bucket', async () => {
+    const rl = make();
+    const key = uniqueName('k');
+    const l = limits(0, 1000, 0);
+    expect((await rl.admit(key, l, 900)).allowed).toBe(true);
+    const tooMany = await rl.admit(key, l, 500);
+    expect(tooMany).toMatchObject({ allowed: false, reason: 'tokens' });
+    expect(tooMany.retryAfterMs).toBeGreaterThan(20_000); // ~400 tokens at 1000/min
+    expect(tooMany.retryAfterMs).toBeLessThanOrEqual(24_000);
+    const never = await rl.admit(key, l, 5000);
+    expect(never).toMatchObject({ allowed: false, reason: 'tokens', retryAfterMs: 60_000 });
+  });
+
+  it('limits concurrency until settle frees the lease', async () => {
+    const rl = make();
+    const key = uniqueName('k');
+    const l = limits(0, 0, 2);
+    const a = await rl.admit(key, l, 1);
+    const b = await rl.admit(key, l, 1);
+    expect([a.allowed, b.allowed]).toEqual([true, true]);
+    expect(await rl.admit(key, l, 1)).toMatchObject({ allowed: false, reason: 'concurrency' });
+    await rl.settle(key, l, a.leaseId as string, 1, 1);
+    expect((await rl.admit(key, l, 1)).allowed).toBe(true);
+  });
+
+  it('a lease whose holder died expires after its TTL', async () => {
+    const rl = make(50);
+    const key = uniqueName('k');
+    const l = limits(0, 0, 1);
+    expect((await rl.admit(key, l, 1)).allowed).toBe(true);
+    expect((await rl.admit(key, l, 1)).allowed).toBe(false);
+    await new Promise((r) => setTimeout(r, 80)); // the TTL itself is what is under test
+    expect((await rl.admit(key, l, 1)).allowed).toBe(true);
+  });
+
+  it('0 means unlimited', async () => {
+    const rl = make();
+    const key = uniqueName('k');
+    for (let i = 0; i < 50; i++) expect((await rl.admit(key, limits(0, 0, 0), 1_000_000)).allowed).toBe(true);
+  });
+
+  it('keys are independent', async () => {
+    const rl = make();
+    const l = limits(1, 0, 0);
+    expect((await rl.admit(uniqueName('a'), l, 1)).allowed).toBe(true);
+    expect((await rl.admit(uniqueName('b'), l, 1)).allowed).toBe(true);
+  });
+});
+
+describe('RedisRateLimiter across connections', () => {
+  it('concurrent admissions from two replicas never exceed the limit', async () => {
+    const a = new RedisRateLimiter({ redis: redis(), keyPrefix: prefix });
+    const b = new RedisRateLimiter({ redis: redis(), keyPrefix: prefix });
+    const key = uniqueName('k');
+    const l = limits(40, 0, 0);
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).admit(key, l, 1)));
+    expect(results.filter((r) => r.allowed)).toHaveLength(40);
+  });
+});
