@@ -2,6 +2,9 @@
 import { demoCommand } from './commands/demo.js';
 import { gatewayCommand } from './commands/gateway.js';
 import { startCommand } from './commands/start.js';
+import { keysCommand } from './commands/keys.js';
+import { migrateCommand } from './commands/migrate.js';
+import { workerCommand } from './commands/worker.js';
 import { KNOBS } from '../core/config/settings.js';
 import { runSim } from '../sim/main.js';
 import { runCommand, UsageError } from './run-command.js';
@@ -11,12 +14,15 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<void>
   gateway: { run: gatewayCommand, help: 'the OpenAI-compatible gateway for one region' },
   sim: { run: runSim, help: 'an OpenAI-compatible GPU-node simulator (vLLM-style; see sim/README.md)' },
   demo: { run: demoCommand, help: 'sims and one gateway per region as separate processes' },
+  worker: { run: workerCommand, help: 'background consumers: writes buffered usage records to Postgres (needs REDIS_URL)' },
+  migrate: { run: migrateCommand, help: 'apply database migrations (processes also apply them at start-up)' },
+  keys: { run: keysCommand, help: 'API keys over the admin API: keys create|list|revoke (switchyard keys for flags)' },
 };
 
 function usage(): string {
   const cmds = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.help}`);
-  const flags = KNOBS.map((k) => `  --${k.flag.padEnd(24)} ${k.env.padEnd(34)} ${k.doc} (default: ${k.def ?? 'none'})`);
-  return `usage: switchyard <command> [flags]\n\ncommands:\n${cmds.join('\n')}\n\nflags of start, gateway, demo (flag, environment variable, meaning):\n${flags.join('\n')}\n`;
+  const flags = KNOBS.map((k) => `  --${k.flag.padEnd(24)} ${k.env.padEnd(34)} ${k.doc} (default: ${k.def ?? 'unset'})`);
+  return `usage: switchyard <command> [flags]\n\ncommands:\n${cmds.join('\n')}\n\nflags of start, gateway, worker, migrate, demo (flag, environment variable, meaning):\n${flags.join('\n')}\n`;
 }
 
 const [name, ...argv] = process.argv.slice(2);

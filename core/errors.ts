@@ -30,6 +30,8 @@ export type OpenAIErrorType =
   | 'permission_error'
   | 'not_found_error'
   | 'rate_limit_error'
+  | 'requests'
+  | 'tokens'
   | 'server_error';
 
 interface CodeInfo {

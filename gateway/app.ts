@@ -1,15 +1,21 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../core/logger.js';
 import { ErrorCode, SwitchyardError } from '../core/errors.js';
 import type { GatewayDeps } from './gateway-deps.js';
 import { errorHandling } from './plugins/error-handler.js';
+import { apiKeyAuth } from './plugins/auth.js';
+import { adminRoutes } from './routes/admin/admin-routes.js';
 import { healthRoutes } from './routes/health.js';
 import { inferenceRoutes } from './routes/v1/inference.js';
 import { modelRoutes } from './routes/v1/models.js';
 import './request-context.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+// Generated ids: a random per-process tag plus a counter. Unique across replicas, and cheaper
+// than a UUID per request.
+const ID_TAG = `req_${randomBytes(6).toString('hex')}`;
+let idCounter = 0;
 
 /** Builds the gateway's HTTP app. Never listens: `main` (or a test) does. */
 export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
@@ -21,8 +27,11 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
     requestIdHeader: false,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : `req_${randomUUID().replace(/-/g, '')}`;
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : `${ID_TAG}${(++idCounter).toString(36)}`;
     },
+    // No child logger per request (it costs on every request and most requests log nothing);
+    // the few log lines about a request carry `reqId` themselves.
+    childLoggerFactory: (logger) => logger,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
   });
@@ -47,8 +56,10 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
     reply.header('x-request-id', request.id);
     done();
   });
+  apiKeyAuth(app, deps.settings.auth, deps.keyCache);
   app.addHook('onResponse', (request, reply, done) => {
     deps.recordResponse(request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
+    deps.accounting.finish(request, reply.statusCode, reply.elapsedTime);
     done();
   });
 
@@ -56,5 +67,6 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
   healthRoutes(app, deps);
   modelRoutes(app, deps);
   inferenceRoutes(app, deps);
+  if (deps.admin !== undefined) adminRoutes(app, deps.admin, (id) => deps.keyCache?.evict(new Set([id])));
   return app;
 }

@@ -1,6 +1,13 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Fleet } from '../scheduler/fleet.js';
 
+const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+interface RouteChildren {
+  readonly byClass: Array<{ inc(): void }>;
+  readonly duration: { observe(v: number): void };
+}
+
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
 
 /**
@@ -16,6 +23,38 @@ export class GatewayMetrics {
   readonly retries: Counter<'reason'>;
   readonly inflight: Gauge<'node'>;
   readonly nodeHealthy: Gauge<'node' | 'region'>;
+
+  /** Label children per route, resolved once: the per-request path does no label hashing. */
+  private readonly routeChildren = new Map<string, RouteChildren>();
+
+  private readonly tokenChildren = new Map<string, readonly [{ inc(v: number): void }, { inc(v: number): void }]>();
+
+  /** Adds the tokens an engine reported; children per model are resolved once. */
+  countTokens(model: string, prompt: number, completion: number): void {
+    let children = this.tokenChildren.get(model);
+    if (children === undefined) {
+      children = [this.tokens.labels(model, 'prompt'), this.tokens.labels(model, 'completion')];
+      // Models are validated against the configured fleet before tokens are counted: bounded.
+      this.tokenChildren.set(model, children);
+    }
+    children[0].inc(prompt);
+    children[1].inc(completion);
+  }
+
+  /** Counts one answered request (and its duration) without allocating label objects. */
+  recordResponse(route: string, status: number, elapsedMs: number): void {
+    let children = this.routeChildren.get(route);
+    if (children === undefined) {
+      children = {
+        byClass: STATUS_CLASSES.map((c) => this.requests.labels(route, c)),
+        duration: this.duration.labels(route),
+      };
+      // Routes are Fastify's route patterns (a fixed set), so this map stays small.
+      this.routeChildren.set(route, children);
+    }
+    children.byClass[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))]?.inc();
+    children.duration.observe(elapsedMs / 1000);
+  }
 
   constructor(registry: Registry, fleet: Fleet) {
     const registers = [registry];

@@ -7,6 +7,13 @@ import { packageVersion } from '../core/version.js';
 import { Fleet } from '../scheduler/fleet.js';
 import { LeastWorkPolicy } from '../scheduler/placement/least-work.js';
 import type { PlacementPolicy } from '../scheduler/placement/policy.js';
+import { Counter } from 'prom-client';
+import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
+import type { KeyStore } from '../core/storage/key-store.js';
+import type { UsageBuffer } from '../core/storage/usage-buffer.js';
+import type { UsageStore } from '../core/storage/usage-store.js';
+import { KeyCache } from './auth/key-cache.js';
+import { RequestAccounting } from './usage/accounting.js';
 import { buildApp } from './app.js';
 import { GatewayMetrics } from './gateway-metrics.js';
 import { NodeHealth } from './upstream/node-health.js';
@@ -20,10 +27,20 @@ export interface GatewayHandle {
   close(): Promise<void>;
 }
 
+/** State the gateway uses but does not own: built (and closed) by the process's composition root. */
+export interface GatewayServices {
+  readonly keyStore: KeyStore;
+  readonly usageStore: UsageStore;
+  readonly limiter: RateLimiter;
+  readonly usageBuffer: UsageBuffer;
+  limiterErrors?(): number;
+}
+
 export interface GatewayOptions {
   readonly settings: Settings;
   readonly topology: Topology;
   readonly logger: Logger;
+  readonly services: GatewayServices;
   readonly policy?: PlacementPolicy;
 }
 
@@ -43,10 +60,39 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const metrics = new GatewayMetrics(registry, fleet);
   const pools = new UpstreamPools(fleet, settings);
   const health = new NodeHealth(fleet, pools, settings, log.child({ module: 'node-health' }));
+  const { services } = opts;
+  const rateLimited = new Counter({
+    name: 'switchyard_rate_limited_total',
+    help: 'Requests refused with 429 because their API key was over a limit, by reason (requests, tokens, concurrency).',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const limiterErrors = services.limiterErrors;
+  if (limiterErrors !== undefined) {
+    new Counter({
+      name: 'switchyard_rate_limiter_errors_total',
+      help: 'Rate-limit checks that failed because the limiter store (Redis) was unreachable.',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(limiterErrors());
+      },
+    });
+  }
+  const keyCache =
+    settings.auth === 'keys'
+      ? new KeyCache(services.keyStore, { ttlMs: settings.keyCacheTtlMs, pollMs: 1000, log: log.child({ module: 'key-cache' }) })
+      : undefined;
+  const accounting = new RequestAccounting({
+    limiter: settings.auth === 'keys' ? services.limiter : undefined,
+    buffer: services.usageBuffer,
+    region: region.id,
+    log,
+    onRateLimited: (reason) => rateLimited.inc({ reason }),
+  });
   const proxy = new UpstreamProxy(opts.policy ?? new LeastWorkPolicy(), pools, health, metrics, settings, log);
 
   let accepting = true;
-  const statusClass = ['1xx', '2xx', '3xx', '4xx', '5xx'];
   const app = buildApp(
     {
       settings,
@@ -55,16 +101,21 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       proxy,
       metrics,
       registry,
+      accounting,
+      keyCache,
+      admin: settings.adminToken === undefined ? undefined : { token: settings.adminToken, keys: services.keyStore, usage: services.usageStore },
       isAccepting: () => accepting,
-      recordResponse(route, status, elapsedMs) {
-        metrics.requests.inc({ route, status_class: statusClass[Math.floor(status / 100) - 1] ?? 'other' });
-        metrics.duration.observe({ route }, elapsedMs / 1000);
-      },
+      recordResponse: (route, status, elapsedMs) => metrics.recordResponse(route, status, elapsedMs),
     },
     log,
   );
 
   await health.start();
+  keyCache?.start();
+  if (settings.auth === 'none') {
+    log.warn({ host: settings.host }, 'auth is off (SWITCHYARD_AUTH=none): /v1 accepts requests without an API key');
+  }
+  if (settings.adminToken === undefined) log.info('admin API off: set SWITCHYARD_ADMIN_TOKEN to enable /admin/v1');
   await app.listen({ host: settings.host, port: settings.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : settings.port;
@@ -79,11 +130,14 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       (closing ??= (async () => {
         accepting = false;
         health.stop();
+        keyCache?.stop();
         // Open streams get the grace period; then the upstream pools are destroyed, which ends
         // every relay with an error event, and the remaining client connections are cut.
         let hardCut: NodeJS.Timeout | undefined;
         const cut = setTimeout(() => {
           log.warn({ graceMs: settings.shutdownGraceMs }, 'grace period over; cutting open requests');
+          // Destroying the pools fails every open upstream body: each relay then sends its client
+          // an error event and ends. Connections still open a second later are dropped.
           void pools.destroy();
           hardCut = setTimeout(() => app.server.closeAllConnections(), 1000);
         }, settings.shutdownGraceMs);

@@ -1,10 +1,42 @@
 import type { FastifyRequest } from 'fastify';
+import type { ApiKeyRecord } from '../core/storage/key-store.js';
+import type { Usage } from './upstream/sse.js';
+
+/** What the gateway learns about one /v1 request on its way through; read when it ends. */
+export interface CallContext {
+  key: ApiKeyRecord | undefined;
+  model: string | undefined;
+  nodeId: string | undefined;
+  usage: Usage | undefined;
+  ttftMs: number | undefined;
+  errorCode: string | undefined;
+  /** Rate-limit lease and the tokens reserved with it, settled when the request ends. */
+  leaseId: string | undefined;
+  reservedTokens: number;
+  finished: boolean;
+}
 
 declare module 'fastify' {
   interface FastifyRequest {
     /** The body exactly as the client sent it; forwarded unchanged when nothing needs rewriting. */
     rawBody: Buffer | undefined;
+    /** Set for accounted routes (/v1/*) by the auth hook. */
+    call: CallContext | undefined;
   }
+}
+
+export function newCallContext(key: ApiKeyRecord | undefined): CallContext {
+  return {
+    key,
+    model: undefined,
+    nodeId: undefined,
+    usage: undefined,
+    ttftMs: undefined,
+    errorCode: undefined,
+    leaseId: undefined,
+    reservedTokens: 0,
+    finished: false,
+  };
 }
 
 export function rawBodyOf(request: FastifyRequest): Buffer {

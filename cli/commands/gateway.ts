@@ -2,14 +2,25 @@ import { loadRegionsFile } from '../../core/config/load-regions.js';
 import { createLogger } from '../../core/logger.js';
 import { startGateway } from '../../gateway/main.js';
 import { settingsFromArgv, waitForSignal } from '../run-command.js';
+import { openServices, startUsageFlusher } from '../services.js';
 
-/** `switchyard gateway`: the OpenAI API in front of the nodes of regions.yaml. */
+/**
+ * `switchyard gateway`: the OpenAI API in front of the nodes of regions.yaml. With Redis, usage
+ * records go to Redis for `switchyard worker` to write; without it this process writes its own.
+ */
 export async function gatewayCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
   const topology = await loadRegionsFile(settings.configPath);
   const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
-  const gateway = await startGateway({ settings, topology, logger });
-  const signal = await waitForSignal();
-  logger.info({ signal }, 'shutting down');
-  await gateway.close();
+  const services = await openServices(settings, logger);
+  const flusher = services.localUsageBuffer ? startUsageFlusher(services, settings, logger) : undefined;
+  try {
+    const gateway = await startGateway({ settings, topology, logger, services });
+    const signal = await waitForSignal();
+    logger.info({ signal }, 'shutting down');
+    await gateway.close();
+  } finally {
+    await flusher?.stop();
+    await services.close();
+  }
 }

@@ -4,9 +4,11 @@ import { startGateway } from '../../gateway/main.js';
 import { DEFAULT_SIM_OPTIONS } from '../../sim/sim-options.js';
 import { startSim, type SimServer } from '../../sim/sim-server.js';
 import { settingsFromArgv, waitForSignal } from '../run-command.js';
+import { openServices, startUsageFlusher } from '../services.js';
 
 /**
- * `switchyard start`: everything in one process with no external services. Nodes declared with
+ * `switchyard start`: everything in one process (gateway, usage writer, simulated nodes), on the
+ * embedded defaults when REDIS_URL and DATABASE_URL are unset. Nodes declared with
  * `engine: sim` are simulated in-process on their configured address, so a fresh checkout answers
  * OpenAI requests at once; nodes with a real engine are used as they are.
  */
@@ -15,6 +17,8 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
   const topology = await loadRegionsFile(settings.configPath);
   const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
   const sims: SimServer[] = [];
+  const services = await openServices(settings, logger);
+  const flusher = startUsageFlusher(services, settings, logger);
   try {
     for (const node of topology.nodes) {
       if (node.sim === undefined) continue;
@@ -32,12 +36,14 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
       sims.push(sim);
       logger.info({ nodeId: node.id, url: sim.url, models: node.models }, 'simulated node started');
     }
-    const gateway = await startGateway({ settings, topology, logger });
+    const gateway = await startGateway({ settings, topology, logger, services });
     process.stdout.write(`\nSwitchyard is up: ${gateway.url}/v1  (Ctrl-C stops it)\n\n`);
     const signal = await waitForSignal();
     logger.info({ signal }, 'shutting down');
     await gateway.close();
   } finally {
     await Promise.all(sims.map((s) => s.close()));
+    await flusher.stop();
+    await services.close();
   }
 }

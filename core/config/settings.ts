@@ -23,9 +23,24 @@ export interface Settings {
   readonly shutdownGraceMs: number;
   readonly bodyLimitBytes: number;
   readonly defaultMaxTokens: number;
+  /** Unset: in-memory state (single process). */
+  readonly redisUrl: string | undefined;
+  readonly redisPrefix: string;
+  /** Unset: an embedded Postgres (PGlite) in `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly databaseSchema: string;
+  readonly dataDir: string;
+  readonly pgPoolSize: number;
+  /** Unset: the admin API is off. */
+  readonly adminToken: string | undefined;
+  /** `keys` requires an API key on /v1; `none` lets everything through (default only on loopback). */
+  readonly auth: 'none' | 'keys';
+  readonly rateLimitFailure: 'open' | 'closed';
+  readonly keyCacheTtlMs: number;
+  readonly usageFlushIntervalMs: number;
 }
 
-type Kind = 'string' | 'port' | 'int' | 'level';
+type Kind = 'string' | 'port' | 'int' | 'level' | 'auth' | 'failure' | 'secret';
 
 interface Knob {
   readonly key: keyof Settings;
@@ -55,6 +70,17 @@ export const KNOBS: readonly Knob[] = [
   { key: 'healthIntervalMs', env: 'SWITCHYARD_HEALTH_INTERVAL_MS', flag: 'health-interval-ms', kind: 'int', def: 5000, min: 100, doc: 'active health check period per node, ms' },
   { key: 'shutdownGraceMs', env: 'SWITCHYARD_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', kind: 'int', def: 10_000, min: 0, doc: 'on SIGTERM, how long open requests may finish before they are cut, ms' },
   { key: 'bodyLimitBytes', env: 'SWITCHYARD_BODY_LIMIT_BYTES', flag: 'body-limit-bytes', kind: 'int', def: 16 * 1024 * 1024, min: 1024, doc: 'largest request body accepted, bytes (larger: 413)' },
+  { key: 'redisUrl', env: 'REDIS_URL', flag: 'redis-url', kind: 'secret', def: undefined, doc: 'Redis for limits, key cache invalidation and the usage buffer (unset: in-process memory, one process only)' },
+  { key: 'redisPrefix', env: 'SWITCHYARD_REDIS_PREFIX', flag: 'redis-prefix', kind: 'string', def: 'switchyard:', doc: 'prefix of every Redis key' },
+  { key: 'databaseUrl', env: 'DATABASE_URL', flag: 'database-url', kind: 'secret', def: undefined, doc: 'Postgres for tenants, keys and usage (unset: embedded PGlite in the data directory)' },
+  { key: 'databaseSchema', env: 'SWITCHYARD_DATABASE_SCHEMA', flag: 'database-schema', kind: 'string', def: 'public', doc: 'Postgres schema of the tables (created if missing)' },
+  { key: 'dataDir', env: 'SWITCHYARD_DATA_DIR', flag: 'data-dir', kind: 'string', def: './data', doc: 'where the embedded Postgres keeps its files' },
+  { key: 'pgPoolSize', env: 'SWITCHYARD_PG_POOL_SIZE', flag: 'pg-pool-size', kind: 'int', def: 10, min: 1, doc: 'most Postgres connections this process opens' },
+  { key: 'adminToken', env: 'SWITCHYARD_ADMIN_TOKEN', flag: 'admin-token', kind: 'secret', def: undefined, doc: 'bearer token of the admin API /admin/v1 (unset: admin API off)' },
+  { key: 'auth', env: 'SWITCHYARD_AUTH', flag: 'auth', kind: 'auth', def: undefined, doc: 'keys: /v1 requires an API key; none: no auth (default none on a loopback host, keys otherwise)' },
+  { key: 'rateLimitFailure', env: 'SWITCHYARD_RATE_LIMIT_FAILURE', flag: 'rate-limit-failure', kind: 'failure', def: 'open', doc: 'when Redis is unreachable: open admits without limits, closed answers 503' },
+  { key: 'keyCacheTtlMs', env: 'SWITCHYARD_KEY_CACHE_TTL_MS', flag: 'key-cache-ttl-ms', kind: 'int', def: 5000, min: 0, doc: 'how long a gateway trusts a cached key lookup, ms (revocations also arrive within about 1 s)' },
+  { key: 'usageFlushIntervalMs', env: 'SWITCHYARD_USAGE_FLUSH_INTERVAL_MS', flag: 'usage-flush-interval-ms', kind: 'int', def: 1000, min: 10, doc: 'how often usage records are written to Postgres in batches, ms' },
   { key: 'defaultMaxTokens', env: 'SWITCHYARD_DEFAULT_MAX_TOKENS', flag: 'default-max-tokens', kind: 'int', def: 512, min: 1, doc: 'output tokens assumed for routing when a request sets no max_tokens' },
 ];
 
@@ -78,15 +104,25 @@ export function loadSettings(env: NodeJS.ProcessEnv, flags: FlagValues = {}): Se
     if (typeof parsed === 'string' && parsed.startsWith('!')) problems.push({ path: where, message: parsed.slice(1) });
     else out[knob.key] = parsed;
   }
+  if (out['auth'] === undefined) out['auth'] = isLoopback(String(out['host'])) ? 'none' : 'keys';
   if (problems.length > 0) throw new ConfigError('settings', problems);
   return Object.freeze(out) as unknown as Settings;
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }
 
 /** Returns the value, or a message prefixed with `!`. */
 function parseKnob(knob: Knob, raw: string): string | number {
   switch (knob.kind) {
     case 'string':
+    case 'secret':
       return raw;
+    case 'auth':
+      return raw === 'none' || raw === 'keys' ? raw : '!must be none or keys';
+    case 'failure':
+      return raw === 'open' || raw === 'closed' ? raw : '!must be open or closed';
     case 'level':
       return LEVELS.has(raw) ? raw : `!must be one of ${[...LEVELS].join(', ')}`;
     case 'port': {

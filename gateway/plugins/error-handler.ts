@@ -8,11 +8,12 @@ import { ErrorCode, SwitchyardError, toOpenAIErrorBody } from '../../core/errors
 export function errorHandling(app: FastifyInstance): void {
   app.setErrorHandler((raw: FastifyError | SwitchyardError | Error, request, reply) => {
     const err = toSwitchyardError(raw);
+    if (request.call !== undefined) request.call.errorCode = err.code;
     if (err.status === 499) {
       // The client left; there is nobody to answer.
       return reply.code(499).send();
     }
-    if (err.status >= 500) request.log.error({ err: raw, code: err.code }, 'request failed');
+    if (err.status >= 500) request.log.error({ reqId: request.id, err: raw, code: err.code }, 'request failed');
     if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
     return reply.code(err.status).send(toOpenAIErrorBody(err));
   });

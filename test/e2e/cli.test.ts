@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
-import { CLI, startCli } from '../helpers/processes.js';
+import { CLI, eventually, startCli } from '../helpers/processes.js';
 
 describe('switchyard start (what `npm start` runs)', () => {
   it('serves the shipped regions.yaml with in-process sims, and stops cleanly on SIGTERM', async () => {
@@ -19,6 +19,43 @@ describe('switchyard start (what `npm start` runs)', () => {
         .withResponse();
       expect(data.usage?.completion_tokens).toBe(8);
       expect(response.headers.get('x-switchyard-node')).toBe('eu-west-h100-1');
+    } finally {
+      expect(await proc.stop()).toBe(0);
+    }
+  });
+});
+
+describe('switchyard start on the embedded defaults (no REDIS_URL, no DATABASE_URL)', () => {
+  it('keys, limits and usage work: key created by the CLI, 429 past its limit, usage aggregated', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'switchyard-data-'));
+    const admin = 'test-admin-token';
+    const env = { SWITCHYARD_ADMIN_TOKEN: admin, SWITCHYARD_AUTH: 'keys', SWITCHYARD_DATA_DIR: dataDir, SWITCHYARD_USAGE_FLUSH_INTERVAL_MS: '100', REDIS_URL: '', DATABASE_URL: '' };
+    const proc = await startCli(['start', '--port', '0'], 'gateway listening', env);
+    try {
+      const created = spawnSync(
+        process.execPath,
+        [CLI, 'keys', 'create', '--tenant', 'acme', '--name', 'ci', '--rpm', '3', '--json', '--url', proc.url],
+        { encoding: 'utf8', env: { ...process.env, SWITCHYARD_ADMIN_TOKEN: admin } },
+      );
+      expect(created.stderr).toBe('');
+      const key = JSON.parse(created.stdout) as { id: string; key: string };
+      const client = new OpenAI({ baseURL: `${proc.url}/v1`, apiKey: key.key, maxRetries: 0 });
+      const ask = () => client.chat.completions.create({ model: 'llama-3.1-8b-instruct', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 });
+      for (let i = 0; i < 3; i++) expect((await ask()).usage?.completion_tokens).toBe(5);
+      await expect(ask()).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+
+      const listed = spawnSync(process.execPath, [CLI, 'keys', 'list', '--url', proc.url], { encoding: 'utf8', env: { ...process.env, SWITCHYARD_ADMIN_TOKEN: admin } });
+      expect(listed.stdout).toContain(key.id);
+      const usage = async () => {
+        const res = await fetch(`${proc.url}/admin/v1/usage?groupBy=key`, { headers: { authorization: `Bearer ${admin}` } });
+        return ((await res.json()) as { data: Array<{ group: string; requests: number; completion_tokens: number; errors: number }> }).data;
+      };
+      await eventually(async () => (await usage()).some((r) => r.group === key.id && r.requests === 4), 5000, 'usage to be written');
+      expect((await usage()).find((r) => r.group === key.id)).toMatchObject({ requests: 4, completion_tokens: 15, errors: 1 });
+
+      const revoked = spawnSync(process.execPath, [CLI, 'keys', 'revoke', key.id, '--url', proc.url], { encoding: 'utf8', env: { ...process.env, SWITCHYARD_ADMIN_TOKEN: admin } });
+      expect(revoked.status).toBe(0);
+      await expect(ask()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
     } finally {
       expect(await proc.stop()).toBe(0);
     }

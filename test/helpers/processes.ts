@@ -22,8 +22,10 @@ export interface RunningProcess {
  * `readyMsg`, taking the `url` from that line. Rejects if the process exits first.
  */
 export function startCli(args: string[], readyMsg: string, env: NodeJS.ProcessEnv = {}): Promise<RunningProcess> {
+  // Each process gets its own data directory: the embedded Postgres must never be shared.
+  const dataDir = mkdtempSync(join(tmpdir(), 'switchyard-data-'));
   const proc = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, SWITCHYARD_LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, SWITCHYARD_LOG_LEVEL: 'info', SWITCHYARD_DATA_DIR: dataDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];

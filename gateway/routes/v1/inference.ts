@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
 import type { RegionRoute } from '../../../scheduler/fleet.js';
 import type { GatewayDeps } from '../../gateway-deps.js';
-import { rawBodyOf } from '../../request-context.js';
+import { rawBodyOf, type CallContext } from '../../request-context.js';
 import type { OpenUpstream } from '../../upstream/proxy.js';
 import { relaySse } from '../../upstream/stream-relay.js';
 import { extractUsage, type Usage } from '../../upstream/sse.js';
@@ -31,15 +31,21 @@ async function handle(
   reply: FastifyReply,
 ): Promise<void> {
   const body = request.body as InferenceBody;
+  const call = request.call as CallContext; // set by the auth hook for every /v1 route
+  call.model = body.model;
   const route = regionRoute(deps, request);
   if (!deps.fleet.knowsModel(deps.region.id, body.model)) {
     throw new SwitchyardError(ErrorCode.ModelNotFound, `The model \`${body.model}\` does not exist.`, { param: 'model' });
+  }
+  if (call.key !== undefined && !call.key.models.includes('*') && !call.key.models.includes(body.model)) {
+    throw new SwitchyardError(ErrorCode.PermissionDenied, `This API key may not use the model \`${body.model}\`.`, { param: 'model' });
   }
   const stream = canStream && body.stream === true;
   const raw = rawBodyOf(request);
   // Prompt estimate without walking the messages: ~4 bytes of JSON per token, reconciled later.
   const costTokens = Math.ceil(raw.length / 4) + (body.max_completion_tokens ?? body.max_tokens ?? deps.settings.defaultMaxTokens);
   const clientWantsUsage = body.stream_options?.include_usage === true;
+  await deps.accounting.admit(reply, call, costTokens);
   // Streams always ask the engine for usage, so token counts are real; the trailer is dropped
   // again below when the client did not ask for it. Other bodies go upstream byte for byte.
   const upstreamBody = stream && !clientWantsUsage
@@ -61,16 +67,17 @@ async function handle(
     route,
     signal: abort.signal,
   });
+  call.nodeId = upstream.node.id;
   try {
     reply.header('x-switchyard-node', upstream.node.id).header('x-switchyard-region', upstream.node.spec.regionId);
-    if (stream) await relay(deps, request, reply, upstream, body.model, clientWantsUsage);
-    else await respondBuffered(deps, reply, upstream, body.model);
+    if (stream) await relay(deps, request, reply, upstream, call, clientWantsUsage);
+    else await respondBuffered(deps, reply, upstream, call);
   } finally {
     upstream.release();
   }
 }
 
-async function respondBuffered(deps: GatewayDeps, reply: FastifyReply, upstream: OpenUpstream, model: string): Promise<void> {
+async function respondBuffered(deps: GatewayDeps, reply: FastifyReply, upstream: OpenUpstream, call: CallContext): Promise<void> {
   const chunks: Buffer[] = [];
   try {
     for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
@@ -81,7 +88,8 @@ async function respondBuffered(deps: GatewayDeps, reply: FastifyReply, upstream:
     });
   }
   const payload = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
-  countTokens(deps, model, extractUsage(payload));
+  call.usage = extractUsage(payload);
+  countTokens(deps, call.model ?? '', call.usage);
   await reply
     .code(upstream.statusCode)
     .header('content-type', upstream.headers['content-type'] ?? 'application/json')
@@ -93,9 +101,10 @@ async function relay(
   request: FastifyRequest,
   reply: FastifyReply,
   upstream: OpenUpstream,
-  model: string,
+  call: CallContext,
   clientWantsUsage: boolean,
 ): Promise<void> {
+  const model = call.model ?? '';
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -106,20 +115,27 @@ async function relay(
   });
   const result = await relaySse(upstream.body, res, {
     clientWantsUsage,
-    onFirstEvent: () => deps.metrics.ttft.observe({ model, region: upstream.node.spec.regionId }, reply.elapsedTime / 1000),
+    onFirstEvent: () => {
+      call.ttftMs = reply.elapsedTime;
+      deps.metrics.ttft.observe({ model, region: upstream.node.spec.regionId }, call.ttftMs / 1000);
+    },
   });
   if (result.failure !== undefined && result.failure !== 'client_closed') {
     deps.metrics.upstreamErrors.inc({ node: upstream.node.id, reason: result.failure });
-    request.log.warn({ nodeId: upstream.node.id, reason: result.failure, events: result.events }, 'stream ended early');
+    request.log.warn({ reqId: request.id, nodeId: upstream.node.id, reason: result.failure, events: result.events }, 'stream ended early');
   }
+  call.usage = result.usage;
+  if (result.failure !== undefined) call.errorCode = result.failure === 'client_closed' ? 'client_closed' : 'upstream_error';
   countTokens(deps, model, result.usage);
-  deps.recordResponse(request.routeOptions.url ?? 'unknown', result.failure === undefined ? 200 : 502, reply.elapsedTime);
+  // Hijacked replies skip Fastify's onResponse hook: account for them here.
+  const status = result.failure === undefined ? 200 : result.failure === 'client_closed' ? 499 : 502;
+  deps.recordResponse(request.routeOptions.url ?? 'unknown', status, reply.elapsedTime);
+  deps.accounting.finish(request, status, reply.elapsedTime);
 }
 
 function countTokens(deps: GatewayDeps, model: string, usage: Usage | undefined): void {
   if (usage === undefined) return;
-  deps.metrics.tokens.inc({ model, direction: 'prompt' }, usage.prompt_tokens);
-  deps.metrics.tokens.inc({ model, direction: 'completion' }, usage.completion_tokens);
+  deps.metrics.countTokens(model, usage.prompt_tokens, usage.completion_tokens);
 }
 
 /** Regions this request may use: from the gateway's region or an allowed `x-switchyard-region`. */

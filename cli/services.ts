@@ -1,0 +1,114 @@
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { Settings } from '../core/config/settings.js';
+import { openDatabase, type Database } from '../core/database/database.js';
+import { migrate } from '../core/database/migrate.js';
+import { MemoryRateLimiter } from '../core/ratelimit/memory-rate-limiter.js';
+import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
+import { RedisRateLimiter } from '../core/ratelimit/redis-rate-limiter.js';
+import { ResilientRateLimiter } from '../core/ratelimit/resilient-rate-limiter.js';
+import type { Logger } from '../core/logger.js';
+import { PgKeyStore, type KeyStore } from '../core/storage/key-store.js';
+import { MemoryUsageBuffer, RedisUsageBuffer, type UsageBuffer } from '../core/storage/usage-buffer.js';
+import { UsageFlusher } from '../core/storage/usage-flusher.js';
+import { PgUsageStore, type UsageStore } from '../core/storage/usage-store.js';
+
+/**
+ * The composition root for state: Redis when REDIS_URL is set (else in-process memory), Postgres
+ * when DATABASE_URL is set (else the embedded PGlite in the data directory). Callers receive
+ * interfaces and never branch on which backend is behind them.
+ */
+export interface Services {
+  readonly db: Database;
+  readonly redis: Redis | undefined;
+  readonly keyStore: KeyStore;
+  readonly usageStore: UsageStore;
+  readonly limiter: RateLimiter;
+  readonly usageBuffer: UsageBuffer;
+  /** True when the usage buffer lives in this process: then this process must flush it. */
+  readonly localUsageBuffer: boolean;
+  /** Limiter calls that failed (Redis unreachable), for switchyard_rate_limiter_errors_total. */
+  limiterErrors(): number;
+  close(): Promise<void>;
+}
+
+export async function openServices(settings: Settings, logger: Logger): Promise<Services> {
+  const log = logger.child({ module: 'services' });
+  const redis = settings.redisUrl === undefined ? undefined : connectRedis(settings.redisUrl, log);
+  const db = await openDatabase({
+    ...(settings.databaseUrl === undefined ? {} : { url: settings.databaseUrl }),
+    dataDir: join(settings.dataDir, 'pglite'),
+    poolSize: settings.pgPoolSize,
+    schema: settings.databaseSchema,
+    log,
+  });
+  try {
+    const applied = await migrate(db, log);
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+  } catch (err) {
+    await db.close();
+    redis?.disconnect();
+    throw err;
+  }
+  log.info({ database: db.kind, redis: redis !== undefined }, 'state backends ready');
+  let limiterErrors = 0;
+  const limiter: RateLimiter =
+    redis === undefined
+      ? new MemoryRateLimiter()
+      : new ResilientRateLimiter(new RedisRateLimiter({ redis, keyPrefix: settings.redisPrefix }), {
+          mode: settings.rateLimitFailure,
+          log: logger.child({ module: 'rate-limiter' }),
+          onError: () => {
+            limiterErrors++;
+          },
+        });
+  const usageBuffer: UsageBuffer =
+    redis === undefined ? new MemoryUsageBuffer() : new RedisUsageBuffer({ redis, key: `${settings.redisPrefix}usage` });
+  return {
+    db,
+    redis,
+    keyStore: new PgKeyStore(db),
+    usageStore: new PgUsageStore(db),
+    limiter,
+    usageBuffer,
+    localUsageBuffer: redis === undefined,
+    limiterErrors: () => limiterErrors,
+    async close() {
+      await usageBuffer.close();
+      await limiter.close();
+      await db.close();
+      if (redis !== undefined) await redis.quit().catch(() => redis.disconnect());
+    },
+  };
+}
+
+/** Fails fast while disconnected (no offline queue), so the hot path never waits on a dead Redis. */
+function connectRedis(url: string, log: Logger): Redis {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 1000,
+    retryStrategy: (attempt) => Math.min(2000, 50 * 2 ** Math.min(attempt, 6)),
+  });
+  let down = false;
+  redis.on('error', (err: Error) => {
+    if (!down) log.warn({ err: err.message }, 'redis unreachable');
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) log.info('redis reachable again');
+    down = false;
+  });
+  return redis;
+}
+
+export function startUsageFlusher(services: Services, settings: Settings, logger: Logger): UsageFlusher {
+  const flusher = new UsageFlusher({
+    buffer: services.usageBuffer,
+    store: services.usageStore,
+    intervalMs: settings.usageFlushIntervalMs,
+    log: logger.child({ module: 'usage-flusher' }),
+  });
+  flusher.start();
+  return flusher;
+}
