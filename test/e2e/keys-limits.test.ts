@@ -18,6 +18,7 @@ const pgProxy = new TcpProxy('127.0.0.1', 5432);
 let gwA: RunningProcess;
 let gwB: RunningProcess;
 let sim: RunningProcess;
+let slowSim: RunningProcess;
 
 async function track(p: Promise<RunningProcess>): Promise<RunningProcess> {
   const proc = await p;
@@ -66,7 +67,11 @@ const messages = [{ role: 'user' as const, content: 'count my tokens' }];
 beforeAll(async () => {
   await pgProxy.start();
   sim = await track(startSimProcess(['--tokens-per-second', '50000', '--ttft-ms', '1', '--max-seqs', '256']));
-  const yaml = regionsYaml([{ id: 'r', nodes: [{ id: 'n1', url: sim.url, maxSequences: 256 }] }]);
+  // A slow node: its streams stay open long enough to hold concurrency leases.
+  slowSim = await track(startSimProcess(['--tokens-per-second', '20', '--ttft-ms', '1', '--models', 'slow-model']));
+  const yaml = regionsYaml([
+    { id: 'r', nodes: [{ id: 'n1', url: sim.url, maxSequences: 256 }, { id: 'slow', url: slowSim.url, models: ['slow-model'] }] },
+  ]);
   // Start one first so that it applies the migrations alone; the others find them applied.
   gwA = await track(startGatewayProcess(yaml, [], env(`${schema}_gwA`)));
   [gwB] = await Promise.all([
@@ -148,7 +153,7 @@ describe('rate limits across two gateways sharing Redis', () => {
   it('a key over its concurrency limit gets 429 while its requests are open', async () => {
     const key = await createKey({ requestsPerMinute: 1000, tokensPerMinute: 10_000_000, maxConcurrent: 2 });
     const client = sdk(gwB, key.key);
-    const streams = await Promise.all([0, 1].map(() => client.chat.completions.create({ model: 'sim-small', messages, max_tokens: 2000, stream: true })));
+    const streams = await Promise.all([0, 1].map(() => client.chat.completions.create({ model: 'slow-model', messages, max_tokens: 1000, stream: true })));
     const err = await client.chat.completions.create({ model: 'sim-small', messages, max_tokens: 2 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
     for (const s of streams) s.controller.abort();

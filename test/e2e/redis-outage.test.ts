@@ -1,0 +1,93 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, regionsYaml, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+import { dropSchema, PG_URL, query, uniqueName } from '../helpers/services.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+
+/** Redis taken away (through a TCP proxy) and given back: limits fail open or closed, as configured. */
+const schema = uniqueName('sy_redis');
+const ADMIN = uniqueName('admin');
+const redisProxy = new TcpProxy('127.0.0.1', 6379);
+const started: RunningProcess[] = [];
+let open: RunningProcess;
+let closed: RunningProcess;
+
+async function track(p: Promise<RunningProcess>): Promise<RunningProcess> {
+  const proc = await p;
+  started.push(proc);
+  return proc;
+}
+
+beforeAll(async () => {
+  await redisProxy.start();
+  const sim = await track(startSimProcess(['--tokens-per-second', '50000', '--ttft-ms', '1']));
+  const env = (mode: string): NodeJS.ProcessEnv => ({
+    DATABASE_URL: PG_URL,
+    SWITCHYARD_DATABASE_SCHEMA: schema,
+    REDIS_URL: `redis://127.0.0.1:${redisProxy.port}`,
+    SWITCHYARD_REDIS_PREFIX: `${schema}:`,
+    SWITCHYARD_ADMIN_TOKEN: ADMIN,
+    SWITCHYARD_AUTH: 'keys',
+    SWITCHYARD_RATE_LIMIT_FAILURE: mode,
+    SWITCHYARD_USAGE_FLUSH_INTERVAL_MS: '100',
+  });
+  const yaml = regionsYaml([{ id: 'r', nodes: [{ id: 'n1', url: sim.url }] }]);
+  open = await track(startGatewayProcess(yaml, [], env('open')));
+  closed = await track(startGatewayProcess(yaml, [], env('closed')));
+  await track(startCli(['worker'], 'worker running', env('open')));
+});
+
+afterAll(async () => {
+  await Promise.all(started.map((p) => p.stop()));
+  await redisProxy.stop();
+  await dropSchema(schema);
+});
+
+async function limiterErrors(gw: RunningProcess): Promise<number> {
+  const text = await (await fetch(`${gw.url}/metrics`)).text();
+  return Number(/switchyard_rate_limiter_errors_total (\d+)/.exec(text)?.[1] ?? 0);
+}
+
+describe('Redis unreachable', () => {
+  it('fail-open admits and fail-closed answers 503, both counted; limits and usage resume when it returns', async () => {
+    const res = await fetch(`${open.url}/admin/v1/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tenant: 'r', name: 'k', limits: { requestsPerMinute: 2, tokensPerMinute: 0, maxConcurrent: 0 } }),
+    });
+    const { key } = (await res.json()) as { key: string };
+    const ids: string[] = [];
+    const ask = (gw: RunningProcess) => {
+      const id = uniqueName('req');
+      ids.push(id);
+      return new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: key, maxRetries: 0 }).chat.completions.create(
+        { model: 'sim-small', messages: [{ role: 'user', content: 'x' }], max_tokens: 2 },
+        { headers: { 'x-request-id': id } },
+      );
+    };
+    await ask(open);
+    await ask(closed);
+    await expect(ask(open)).rejects.toBeInstanceOf(OpenAI.RateLimitError); // both gateways share the bucket
+
+    await redisProxy.cut();
+    for (let i = 0; i < 3; i++) expect((await ask(open)).choices[0]?.finish_reason).toBeDefined();
+    const err = await ask(closed).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.InternalServerError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+    expect(await limiterErrors(open)).toBeGreaterThanOrEqual(3);
+    expect(await limiterErrors(closed)).toBeGreaterThanOrEqual(1);
+
+    await redisProxy.restore();
+    // Redis kept the bucket: once the gateway has reconnected, the key is limited again.
+    await eventually(async () => (await ask(open).catch((e: unknown) => e)) instanceof OpenAI.RateLimitError, 10_000, 'limits to resume');
+    // Records made while Redis was away were kept by the gateways and reach Postgres.
+    await eventually(
+      async () => {
+        const rows = await query<{ n: string }>(`SELECT count(DISTINCT request_id) AS n FROM "${schema}".usage_records WHERE request_id = ANY($1)`, [ids]);
+        return Number(rows[0]?.n) === ids.length;
+      },
+      15_000,
+      'every usage record, those made during the outage included',
+    );
+  });
+});
