@@ -1,6 +1,6 @@
 import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
-import { eventually, refusedPort, regionsYaml, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+import { eventually, refusedPort, regionsYaml, simStats, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
 
 /** Failures before and after the first byte, spillover and residency, shutdown; real processes. */
 const started: RunningProcess[] = [];
@@ -156,6 +156,25 @@ describe('regions', () => {
     const err = await sdk(isolated).chat.completions.create({ model: 'sim-small', messages, max_tokens: 2 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.InternalServerError);
     expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+  });
+});
+
+describe('client disconnects', () => {
+  it('a client abort reaches the engine at once', async () => {
+    // A slow node: the stream would run for 20 s, so only the abort can end it early.
+    const slow = await track(startSimProcess(['--tokens-per-second', '50', '--ttft-ms', '2']));
+    const gw = await track(startGatewayProcess(regionsYaml([{ id: 'r', nodes: [{ id: 'slow', url: slow.url }] }])));
+    const controller = new AbortController();
+    const stream = await sdk(gw).chat.completions.create({ model: 'sim-small', messages, max_tokens: 1000, stream: true }, { signal: controller.signal });
+    for await (const _chunk of stream) {
+      controller.abort();
+      break;
+    }
+    const t0 = Date.now();
+    await eventually(async () => (await simStats(slow.url)).aborted === 1, 5000, 'the sim to see the abort');
+    // Generous for a loaded CI box; measured locally it is a few milliseconds (target 100 ms).
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect((await simStats(slow.url)).running).toBe(0);
   });
 });
 

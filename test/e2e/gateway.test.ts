@@ -1,9 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  eventually,
   regionsYaml,
-  simStats,
   startGatewayProcess,
   startSimProcess,
   type RunningProcess,
@@ -149,22 +147,6 @@ describe('OpenAI API through the gateway', () => {
       .create({ model: 'sim-small', messages, max_tokens: 2 }, { headers: { 'x-switchyard-region': 'us-east' } })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
-  });
-
-  it('a client abort reaches the sim', async () => {
-    const before = (await simStats(west.url)).aborted;
-    const controller = new AbortController();
-    const stream = await client.chat.completions.create(
-      { model: 'sim-small', messages, max_tokens: 8000, stream: true },
-      { signal: controller.signal },
-    );
-    for await (const _chunk of stream) {
-      controller.abort();
-      break;
-    }
-    const t0 = Date.now();
-    await eventually(async () => (await simStats(west.url)).aborted > before, 2000, 'the sim to see the abort');
-    expect(Date.now() - t0).toBeLessThan(1000); // generous bound for a shared CI box; the target is 100 ms
   });
 
   it('/metrics counts requests, tokens and node health', async () => {

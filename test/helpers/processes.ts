@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { dropSchema, PG_URL, uniqueName } from './services.js';
 
 /** The built CLI: e2e tests run what users run (`npm test` builds first). */
 export const CLI = join(process.cwd(), 'dist/cli/main.js');
@@ -22,19 +23,32 @@ export interface RunningProcess {
  * `readyMsg`, taking the `url` from that line. Rejects if the process exits first.
  */
 export function startCli(args: string[], readyMsg: string, env: NodeJS.ProcessEnv = {}): Promise<RunningProcess> {
-  // Each process gets its own data directory: the embedded Postgres must never be shared.
+  // Each process gets its own data directory (an embedded Postgres is never shared) and, unless
+  // the test says otherwise, its own schema in the machine's Postgres: starting an embedded one
+  // costs seconds, the real one nothing. The schema is dropped when the process is stopped.
   const dataDir = mkdtempSync(join(tmpdir(), 'switchyard-data-'));
+  const schema = uniqueName('sy_proc');
+  const ownSchema = args[0] !== 'sim' && env['DATABASE_URL'] === undefined;
   const proc = spawn(process.execPath, [CLI, ...args], {
-    env: { ...process.env, SWITCHYARD_LOG_LEVEL: 'info', SWITCHYARD_DATA_DIR: dataDir, ...env },
+    env: {
+      ...process.env,
+      SWITCHYARD_LOG_LEVEL: 'info',
+      SWITCHYARD_DATA_DIR: dataDir,
+      ...(ownSchema ? { DATABASE_URL: PG_URL, SWITCHYARD_DATABASE_SCHEMA: schema } : {}),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const output: string[] = [];
   let pending = '';
   const exited = once(proc, 'exit');
   const stop = async (): Promise<number | null> => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
-    proc.kill('SIGTERM');
-    const [code] = (await exited) as [number | null];
+    let code = proc.exitCode;
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      [code] = (await exited) as [number | null];
+    }
+    if (ownSchema) await dropSchema(schema);
     return code;
   };
   return new Promise((resolve, reject) => {
