@@ -4,7 +4,7 @@ import type { Logger } from '../core/logger.js';
 import { ErrorCode, SwitchyardError } from '../core/errors.js';
 import type { GatewayDeps } from './gateway-deps.js';
 import { errorHandling } from './plugins/error-handler.js';
-import { apiKeyAuth } from './plugins/auth.js';
+import { requestStart } from './plugins/auth.js';
 import { adminRoutes } from './routes/admin/admin-routes.js';
 import { healthRoutes } from './routes/health.js';
 import { inferenceRoutes } from './routes/v1/inference.js';
@@ -52,11 +52,7 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
     }
   });
 
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id);
-    done();
-  });
-  apiKeyAuth(app, deps.settings.auth, deps.keyCache);
+  requestStart(app, deps.settings.auth, deps.keyCache);
   app.addHook('onResponse', (request, reply, done) => {
     deps.recordResponse(request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
     deps.accounting.finish(request, reply.statusCode, reply.elapsedTime);

@@ -31,10 +31,17 @@ function yamlFor(url: string, model: string): string {
   return `regions:\n  - id: bench\n    residency: any\n    clusters:\n      - id: c\n        nodes:\n          - id: n1\n            url: ${url}\n            engine: vllm\n            models: [${model}]\n            capacity: { tokensPerSecond: 1000000, maxSequences: 4096 }\n`;
 }
 
+// The gateway writes its usage records to Postgres through its bounded pool, as in production
+// (the embedded PGlite would run those batch inserts inside the gateway's own event loop).
+const PG = process.env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const SCHEMA = `bench_${Date.now().toString(36)}`;
+
 async function gatewayFor(url: string, model: string): Promise<Child> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
   writeFileSync(join(dir, 'regions.yaml'), yamlFor(url, model));
-  return startNode(CLI, ['gateway', '--config', join(dir, 'regions.yaml'), '--port', '0', '--log-level', 'info'], 'gateway listening');
+  return startNode(CLI, ['gateway', '--config', join(dir, 'regions.yaml'), '--port', '0', '--log-level', 'info'], 'gateway listening', {
+    DATABASE_URL: PG, SWITCHYARD_DATABASE_SCHEMA: SCHEMA, SWITCHYARD_DATA_DIR: dir,
+  });
 }
 
 const lines: string[] = [];
@@ -117,6 +124,11 @@ try {
   out(`| ${f.streams} | ${f.ok} | ${f.lost} | ${f.merged} | ${f.wrongText} | ${f.failed} | ${f.seconds.toFixed(2)} |`);
 } finally {
   await Promise.all(children.map((c) => c.stop()));
+  const pg = await import('pg');
+  const client = new pg.default.Client({ connectionString: PG });
+  await client.connect();
+  await client.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);
+  await client.end();
 }
 
 if (args.has('--write')) {

@@ -40,6 +40,12 @@ export class KeyCache {
     if (this.timer) clearInterval(this.timer);
   }
 
+  /** A fresh cached lookup (`record` undefined: known to be invalid), or undefined on a miss. */
+  cached(secret: string): { readonly record: ApiKeyRecord | undefined } | undefined {
+    const hit = this.entries.get(hashSecret(secret));
+    return hit !== undefined && hit.expiresAt > this.now() ? hit : undefined;
+  }
+
   async resolve(secret: string): Promise<ApiKeyRecord | undefined> {
     const hash = hashSecret(secret);
     const hit = this.entries.get(hash);

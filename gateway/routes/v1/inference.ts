@@ -78,16 +78,17 @@ async function handle(
 }
 
 async function respondBuffered(deps: GatewayDeps, reply: FastifyReply, upstream: OpenUpstream, call: CallContext): Promise<void> {
-  const chunks: Buffer[] = [];
+  let payload: Buffer;
   try {
-    for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
+    // undici's body mixin collects the chunks itself: cheaper than an async iterator.
+    const bytes = await upstream.body.bytes();
+    payload = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   } catch (error) {
     deps.metrics.upstreamErrors.inc({ node: upstream.node.id, reason: 'dropped' });
     throw new SwitchyardError(ErrorCode.UpstreamError, 'The model server connection was lost before the response was complete.', {
       cause: error,
     });
   }
-  const payload = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
   call.usage = extractUsage(payload);
   countTokens(deps, call.model ?? '', call.usage);
   await reply
