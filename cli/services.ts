@@ -86,6 +86,9 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
 function connectRedis(url: string, log: Logger): Redis {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
+    // Commands issued in the same event-loop turn (admissions, settles, usage pushes of many
+    // requests) leave in one write.
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     commandTimeout: 1000,
     retryStrategy: (attempt) => Math.min(2000, 50 * 2 ** Math.min(attempt, 6)),

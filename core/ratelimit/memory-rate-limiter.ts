@@ -33,7 +33,10 @@ export class MemoryRateLimiter implements RateLimiter {
       this.keys.set(keyId, s);
     }
     refill(s, limits, now);
-    for (const [id, expiry] of s.leases) if (expiry <= now) s.leases.delete(id);
+    // Expired leases matter only when the limit is reached: prune then, not on every call.
+    if (limits.maxConcurrent > 0 && s.leases.size >= limits.maxConcurrent) {
+      for (const [id, expiry] of s.leases) if (expiry <= now) s.leases.delete(id);
+    }
     return s;
   }
 
@@ -45,7 +48,8 @@ export class MemoryRateLimiter implements RateLimiter {
     s.requests -= 1;
     s.tokens -= tokens;
     const leaseId = randomUUID();
-    s.leases.set(leaseId, now + this.leaseTtlMs);
+    // Without a concurrency limit there is nothing to count: the lease is not tracked.
+    if (limits.maxConcurrent > 0) s.leases.set(leaseId, now + this.leaseTtlMs);
     return { ...limitState(s, limits), allowed: true, reason: undefined, retryAfterMs: 0, leaseId };
   }
 

@@ -53,8 +53,10 @@ end
 if reason == 0 then
   r = r - 1
   tok = tok - cost
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
+  if maxc > 0 then
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
+    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
+  end
 end
 save()
 local resetR = 0
