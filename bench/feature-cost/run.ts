@@ -1,12 +1,11 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { MemoryRateLimiter } from '../../core/ratelimit/memory-rate-limiter.js';
 import type { RateLimiter } from '../../core/ratelimit/rate-limiter.js';
 import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
 import { target } from '../lib/load.js';
+import { BENCH_PG, CLI, dropBenchSchema, startBenchGateway, writeResults } from '../lib/fixture.js';
 import { cpuMicros, startNode, type Child } from '../lib/processes.js';
 
 /**
@@ -15,10 +14,8 @@ import { cpuMicros, startNode, type Child } from '../lib/processes.js';
  * `node dist/bench/feature-cost/run.js [--write] [--quick]`; needs Postgres and Redis on 127.0.0.1.
  */
 const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
-const CLI = here('../../cli/main.js');
 const args = new Set(process.argv.slice(2));
 const SECONDS = args.has('--quick') ? 2 : 5;
-const PG = process.env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const REDIS = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const run = `bench_${Date.now().toString(36)}`;
 const ADMIN = 'bench-admin';
@@ -28,10 +25,6 @@ const out = (s = ''): void => {
   lines.push(s);
   process.stdout.write(s + '\n');
 };
-
-function yamlFor(url: string): string {
-  return `regions:\n  - id: bench\n    residency: any\n    clusters:\n      - id: c\n        nodes:\n          - id: n1\n            url: ${url}\n            engine: vllm\n            models: [bench]\n            capacity: { tokensPerSecond: 1000000, maxSequences: 4096 }\n`;
-}
 
 const body = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'How much does each feature cost?' }], max_tokens: 8 });
 
@@ -69,12 +62,8 @@ async function closedLoopWith(fn: () => Promise<boolean>, concurrency: number, s
   return { rps: done / ((performance.now() - t0) / 1000), errors, done };
 }
 
-async function gateway(env: NodeJS.ProcessEnv, upstream: string): Promise<Child> {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
-  writeFileSync(join(dir, 'regions.yaml'), yamlFor(upstream));
-  return startNode(CLI, ['gateway', '--config', join(dir, 'regions.yaml'), '--port', '0'], 'gateway listening', {
-    DATABASE_URL: PG, SWITCHYARD_DATABASE_SCHEMA: run, SWITCHYARD_REDIS_PREFIX: `${run}:`, SWITCHYARD_ADMIN_TOKEN: ADMIN, SWITCHYARD_DATA_DIR: dir, ...env,
-  });
+function gateway(env: NodeJS.ProcessEnv, upstream: string): Promise<Child> {
+  return startBenchGateway(upstream, 'bench', run, { SWITCHYARD_REDIS_PREFIX: `${run}:`, SWITCHYARD_ADMIN_TOKEN: ADMIN, ...env });
 }
 
 async function createKey(url: string): Promise<string> {
@@ -120,7 +109,7 @@ try {
   await mem.stop();
   const red = await gateway({ SWITCHYARD_AUTH: 'keys', REDIS_URL: REDIS }, upstream.url);
   children.push(red);
-  const worker = await startNode(CLI, ['worker'], 'worker running', { DATABASE_URL: PG, SWITCHYARD_DATABASE_SCHEMA: run, SWITCHYARD_REDIS_PREFIX: `${run}:`, REDIS_URL: REDIS });
+  const worker = await startNode(CLI, ['worker'], 'worker running', { DATABASE_URL: BENCH_PG, SWITCHYARD_DATABASE_SCHEMA: run, SWITCHYARD_REDIS_PREFIX: `${run}:`, REDIS_URL: REDIS });
   children.push(worker);
   await measure('+ limits and usage buffer in Redis (worker writes usage)', red.url, red.proc.pid as number, await createKey(red.url));
   out();
@@ -136,18 +125,7 @@ try {
   await redis.quit();
 } finally {
   await Promise.all(children.map((c) => c.stop()));
-  const pg = await import('pg');
-  const client = new pg.default.Client({ connectionString: PG });
-  await client.connect();
-  await client.query(`DROP SCHEMA IF EXISTS "${run}" CASCADE`);
-  await client.end();
+  await dropBenchSchema(run);
 }
 
-if (args.has('--write')) {
-  const path = here('../../../docs/benchmarks.md');
-  const doc = readFileSync(path, 'utf8');
-  const begin = '<!-- feature-cost:begin -->';
-  const end = '<!-- feature-cost:end -->';
-  const block = `${begin}\n${lines.join('\n')}\n${end}`;
-  writeFileSync(path, doc.includes(begin) ? doc.replace(new RegExp(`${begin}[\\s\\S]*${end}`), block) : `${doc}\n${block}\n`);
-}
+if (args.has('--write')) writeResults('feature-cost', lines);

@@ -1,8 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { closedLoop, interleaved, openLoop, target, type Shot } from '../lib/load.js';
+import { CLI, dropBenchSchema, startBenchGateway, writeResults } from '../lib/fixture.js';
 import { cpuMicros, startNode, type Child } from '../lib/processes.js';
 import { fmt, percentile } from '../lib/stats.js';
 import { streamFidelity } from './stream-fidelity.js';
@@ -13,7 +12,7 @@ import { streamFidelity } from './stream-fidelity.js';
  * `npm run bench [-- --write]` (--write puts the results into docs/benchmarks.md).
  */
 const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
-const CLI = here('../../cli/main.js');
+const SCHEMA = `bench_${Date.now().toString(36)}`;
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
 const N_SEQ = quick ? 500 : 3000;
@@ -27,23 +26,6 @@ const chat: Shot = {
 };
 const chatStream: Shot = { path: chat.path, body: JSON.stringify({ ...JSON.parse(chat.body), stream: true }) };
 
-function yamlFor(url: string, model: string): string {
-  return `regions:\n  - id: bench\n    residency: any\n    clusters:\n      - id: c\n        nodes:\n          - id: n1\n            url: ${url}\n            engine: vllm\n            models: [${model}]\n            capacity: { tokensPerSecond: 1000000, maxSequences: 4096 }\n`;
-}
-
-// The gateway writes its usage records to Postgres through its bounded pool, as in production
-// (the embedded PGlite would run those batch inserts inside the gateway's own event loop).
-const PG = process.env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-const SCHEMA = `bench_${Date.now().toString(36)}`;
-
-async function gatewayFor(url: string, model: string): Promise<Child> {
-  const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
-  writeFileSync(join(dir, 'regions.yaml'), yamlFor(url, model));
-  return startNode(CLI, ['gateway', '--config', join(dir, 'regions.yaml'), '--port', '0', '--log-level', 'info'], 'gateway listening', {
-    DATABASE_URL: PG, SWITCHYARD_DATABASE_SCHEMA: SCHEMA, SWITCHYARD_DATA_DIR: dir,
-  });
-}
-
 const lines: string[] = [];
 const out = (s = ''): void => {
   lines.push(s);
@@ -56,7 +38,7 @@ try {
   children.push(upstream);
   const passthrough = await startNode(here('./passthrough.js'), [upstream.url], 'passthrough listening');
   children.push(passthrough);
-  const gateway = await gatewayFor(upstream.url, 'bench');
+  const gateway = await startBenchGateway(upstream.url, 'bench', SCHEMA);
   children.push(gateway);
   const targets = [target('direct', upstream.url), target('passthrough', passthrough.url), target('gateway', gateway.url)];
   const [direct, pass, gw] = targets as [ReturnType<typeof target>, ReturnType<typeof target>, ReturnType<typeof target>];
@@ -114,7 +96,7 @@ try {
 
   const sim = await startNode(CLI, ['sim', '--port', '0', '--max-seqs', String(STREAMS), '--tokens-per-second', '200000', '--ttft-ms', '5', '--models', 'sim-small'], 'sim listening');
   children.push(sim);
-  const simGateway = await gatewayFor(sim.url, 'sim-small');
+  const simGateway = await startBenchGateway(sim.url, 'sim-small', SCHEMA);
   children.push(simGateway);
   const f = await streamFidelity(simGateway.url, sim.url, STREAMS, 24);
   out(`### Chunk fidelity: ${f.streams} concurrent streams × 24 tokens through the gateway to a real \`switchyard sim\``);
@@ -124,20 +106,7 @@ try {
   out(`| ${f.streams} | ${f.ok} | ${f.lost} | ${f.merged} | ${f.wrongText} | ${f.failed} | ${f.seconds.toFixed(2)} |`);
 } finally {
   await Promise.all(children.map((c) => c.stop()));
-  const pg = await import('pg');
-  const client = new pg.default.Client({ connectionString: PG });
-  await client.connect();
-  await client.query(`DROP SCHEMA IF EXISTS "${SCHEMA}" CASCADE`);
-  await client.end();
+  await dropBenchSchema(SCHEMA);
 }
 
-if (args.has('--write')) {
-  const path = here('../../../docs/benchmarks.md');
-  const doc = readFileSync(path, 'utf8');
-  const begin = '<!-- overhead:begin -->';
-  const end = '<!-- overhead:end -->';
-  const block = `${begin}\n${lines.join('\n')}\n${end}`;
-  const next = doc.includes(begin) ? doc.replace(new RegExp(`${begin}[\\s\\S]*${end}`), block) : `${doc}\n${block}\n`;
-  writeFileSync(path, next);
-  process.stdout.write(`\nwritten to ${path}\n`);
-}
+if (args.has('--write')) process.stdout.write(`\nwritten to ${writeResults('overhead', lines)}\n`);
