@@ -1,17 +1,11 @@
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { runner } from 'node-pg-migrate';
+import { packageRoot } from '../package-root.js';
 import type { Database } from './database.js';
 
-/** migrations/ at the package root, from the sources (core/database) and the build (dist/core/database). */
+/** migrations/ at the package root. */
 export function migrationsDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'migrations'))) return join(dir, 'migrations');
-    dir = dirname(dir);
-  }
-  throw new Error('migrations directory not found');
+  return join(packageRoot(), 'migrations');
 }
 
 /**
