@@ -1,0 +1,112 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../core/logger.js';
+import { agentService, type AgentMessage, type Hello, type LoadReport, type SchedulerCommand } from '../proto/agent-protocol.js';
+
+export interface ReporterOptions {
+  /** The scheduler's gRPC address, host:port. */
+  readonly target: string;
+  readonly hello: Hello;
+  /** Reads the node's current load; called once per report interval. */
+  readonly collect: () => Promise<LoadReport>;
+  readonly log: Logger;
+  readonly onCommand?: (command: SchedulerCommand) => void;
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+  readonly random?: () => number;
+}
+
+type Call = grpc.ClientDuplexStream<AgentMessage, SchedulerCommand>;
+
+/**
+ * The agent's side of the protocol: connect, Hello, then a LoadReport per interval (the interval
+ * the scheduler's Welcome or SetReportInterval names). Any end of the stream, refused or broken,
+ * leads to a reconnect after exponential backoff with full jitter, so a fleet of agents does not
+ * reconnect in lockstep after a scheduler restart.
+ */
+export class AgentReporter {
+  private readonly client: grpc.Client & { Connect(): Call };
+  private call: Call | undefined;
+  private reportTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private stopped = false;
+  /** Set once a Welcome arrives on the current stream. */
+  connected = false;
+  intervalMs = 0;
+  lastError: grpc.ServiceError | undefined;
+
+  constructor(private readonly opts: ReporterOptions) {
+    const { Client } = agentService();
+    this.client = new Client(opts.target, grpc.credentials.createInsecure(), {
+      'grpc.keepalive_time_ms': 20_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    }) as unknown as grpc.Client & { Connect(): Call };
+  }
+
+  start(): void {
+    this.stopped = false;
+    this.open();
+  }
+
+  private open(): void {
+    if (this.stopped) return;
+    const call = this.client.Connect();
+    this.call = call;
+    call.on('data', (cmd: SchedulerCommand) => this.onCommand(cmd));
+    call.on('error', (err: grpc.ServiceError) => {
+      this.lastError = err;
+      if (!this.stopped) this.opts.log.warn({ code: err.code, details: err.details }, 'scheduler stream failed');
+    });
+    call.on('close', () => this.closed(call));
+    call.on('end', () => this.closed(call));
+    call.write({ hello: this.opts.hello });
+  }
+
+  private onCommand(cmd: SchedulerCommand): void {
+    if (cmd.welcome) {
+      this.connected = true;
+      this.attempt = 0;
+      this.lastError = undefined;
+      this.schedule(cmd.welcome.report_interval_ms);
+      this.opts.log.info({ intervalMs: this.intervalMs }, 'connected to scheduler');
+    } else if (cmd.set_report_interval) {
+      this.schedule(cmd.set_report_interval.report_interval_ms);
+    }
+    this.opts.onCommand?.(cmd);
+  }
+
+  private schedule(intervalMs: number): void {
+    this.intervalMs = Math.max(100, intervalMs);
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    const send = (): void => {
+      this.opts.collect().then(
+        (report) => this.call?.write({ report }),
+        (err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'collecting load failed'),
+      );
+    };
+    send();
+    this.reportTimer = setInterval(send, this.intervalMs);
+  }
+
+  private closed(call: Call): void {
+    if (call !== this.call) return;
+    this.call = undefined;
+    this.connected = false;
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    if (this.stopped) return;
+    const base = this.opts.backoffBaseMs ?? 500;
+    const max = this.opts.backoffMaxMs ?? 30_000;
+    const delay = Math.floor((this.opts.random ?? Math.random)() * Math.min(max, base * 2 ** this.attempt++));
+    this.retryTimer = setTimeout(() => this.open(), delay);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.call?.end();
+    this.call?.cancel();
+    this.client.close();
+  }
+}
