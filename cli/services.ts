@@ -9,6 +9,7 @@ import { RedisRateLimiter } from '../core/ratelimit/redis-rate-limiter.js';
 import { ResilientRateLimiter } from '../core/ratelimit/resilient-rate-limiter.js';
 import type { Logger } from '../core/logger.js';
 import { PgKeyStore, type KeyStore } from '../core/storage/key-store.js';
+import { PgNodeStore, type NodeStore } from '../core/storage/node-store.js';
 import { MemoryUsageBuffer, RedisUsageBuffer, type UsageBuffer } from '../core/storage/usage-buffer.js';
 import { UsageFlusher } from '../core/storage/usage-flusher.js';
 import { PgUsageStore, type UsageStore } from '../core/storage/usage-store.js';
@@ -23,6 +24,7 @@ export interface Services {
   readonly redis: Redis | undefined;
   readonly keyStore: KeyStore;
   readonly usageStore: UsageStore;
+  readonly nodeStore: NodeStore;
   readonly limiter: RateLimiter;
   readonly usageBuffer: UsageBuffer;
   /** True when the usage buffer lives in this process: then this process must flush it. */
@@ -69,6 +71,7 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
     redis,
     keyStore: new PgKeyStore(db),
     usageStore: new PgUsageStore(db),
+    nodeStore: new PgNodeStore(db),
     limiter,
     usageBuffer,
     localUsageBuffer: redis === undefined,

@@ -6,8 +6,7 @@ import type { GatewayMetrics } from './gateway-metrics.js';
 import type { UpstreamProxy } from './upstream/proxy.js';
 import type { RequestAccounting } from './usage/accounting.js';
 import type { KeyCache } from './auth/key-cache.js';
-import type { KeyStore } from '../core/storage/key-store.js';
-import type { UsageStore } from '../core/storage/usage-store.js';
+import type { AdminDeps } from './routes/admin/admin-routes.js';
 
 /** Everything the HTTP layer needs; built by `main`, passed to `buildApp`. */
 export interface GatewayDeps {
@@ -21,7 +20,7 @@ export interface GatewayDeps {
   /** Present when auth is `keys`. */
   readonly keyCache: KeyCache | undefined;
   /** Present when the admin API is on (an admin token is set). */
-  readonly admin: { readonly token: string; readonly keys: KeyStore; readonly usage: UsageStore } | undefined;
+  readonly admin: AdminDeps | undefined;
   /** Counts a finished request (hijacked streams report here; others via the onResponse hook). */
   recordResponse(route: string, status: number, elapsedMs: number): void;
   /** False once shutdown began: /readyz turns 503 so load balancers drain this replica. */

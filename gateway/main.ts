@@ -10,6 +10,7 @@ import type { PlacementPolicy } from '../scheduler/placement/policy.js';
 import { Counter } from 'prom-client';
 import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
 import type { KeyStore } from '../core/storage/key-store.js';
+import type { NodeStore } from '../core/storage/node-store.js';
 import type { UsageBuffer } from '../core/storage/usage-buffer.js';
 import type { UsageStore } from '../core/storage/usage-store.js';
 import { KeyCache } from './auth/key-cache.js';
@@ -33,6 +34,7 @@ export interface GatewayServices {
   readonly usageStore: UsageStore;
   readonly limiter: RateLimiter;
   readonly usageBuffer: UsageBuffer;
+  readonly nodeStore: NodeStore;
   limiterErrors?(): number;
 }
 
@@ -103,7 +105,10 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       registry,
       accounting,
       keyCache,
-      admin: settings.adminToken === undefined ? undefined : { token: settings.adminToken, keys: services.keyStore, usage: services.usageStore },
+      admin:
+        settings.adminToken === undefined
+          ? undefined
+          : { token: settings.adminToken, keys: services.keyStore, usage: services.usageStore, nodes: services.nodeStore, fleet },
       isAccepting: () => accepting,
       recordResponse: (route, status, elapsedMs) => metrics.recordResponse(route, status, elapsedMs),
     },

@@ -38,6 +38,9 @@ export interface Settings {
   readonly rateLimitFailure: 'open' | 'closed';
   readonly keyCacheTtlMs: number;
   readonly usageFlushIntervalMs: number;
+  /** The scheduler's gRPC port for node agents. */
+  readonly schedulerPort: number;
+  readonly reportIntervalMs: number;
 }
 
 type Kind = 'string' | 'port' | 'int' | 'level' | 'auth' | 'failure' | 'secret';
@@ -81,6 +84,8 @@ export const KNOBS: readonly Knob[] = [
   { key: 'rateLimitFailure', env: 'SWITCHYARD_RATE_LIMIT_FAILURE', flag: 'rate-limit-failure', kind: 'failure', def: 'open', doc: 'when Redis is unreachable: open admits without limits, closed answers 503' },
   { key: 'keyCacheTtlMs', env: 'SWITCHYARD_KEY_CACHE_TTL_MS', flag: 'key-cache-ttl-ms', kind: 'int', def: 5000, min: 0, doc: 'how long a gateway trusts a cached key lookup, ms (revocations also arrive within about 1 s)' },
   { key: 'usageFlushIntervalMs', env: 'SWITCHYARD_USAGE_FLUSH_INTERVAL_MS', flag: 'usage-flush-interval-ms', kind: 'int', def: 1000, min: 10, doc: 'how often usage records are written to Postgres in batches, ms' },
+  { key: 'schedulerPort', env: 'SWITCHYARD_SCHEDULER_PORT', flag: 'scheduler-port', kind: 'port', def: 50051, doc: 'gRPC port of `switchyard scheduler` for node agents (0 picks a free one)' },
+  { key: 'reportIntervalMs', env: 'SWITCHYARD_REPORT_INTERVAL_MS', flag: 'report-interval-ms', kind: 'int', def: 1000, min: 100, doc: 'how often agents report load, ms (sent to them in Welcome)' },
   { key: 'defaultMaxTokens', env: 'SWITCHYARD_DEFAULT_MAX_TOKENS', flag: 'default-max-tokens', kind: 'int', def: 512, min: 1, doc: 'output tokens assumed for routing when a request sets no max_tokens' },
 ];
 

@@ -29,6 +29,8 @@ export interface AgentServiceOptions {
   readonly onReport?: (view: AgentView) => void;
   readonly onRejected?: (reason: string) => void;
   readonly onClamped?: (field: string) => void;
+  /** Commands that bring a newly connected agent up to date (e.g. Drain for a draining node). */
+  readonly initialCommands?: (nodeId: string) => Promise<SchedulerCommand[]>;
 }
 
 type Stream = grpc.ServerDuplexStream<AgentMessage, SchedulerCommand>;
@@ -138,6 +140,12 @@ export class AgentService {
     this.streams.set(hello.node_id, stream);
     this.agents.set(hello.node_id, { nodeId: hello.node_id, hello: rest, connectedAt: this.now(), lastReport: undefined, reportIntervalMs: this.opts.reportIntervalMs });
     stream.write({ welcome: { report_interval_ms: this.opts.reportIntervalMs } });
+    this.opts.initialCommands?.(hello.node_id).then(
+      (commands) => {
+        if (this.streams.get(hello.node_id) === stream) for (const c of commands) stream.write(c);
+      },
+      (err: unknown) => this.opts.log.warn({ nodeId: hello.node_id, err: (err as Error).message }, 'initial commands failed'),
+    );
     this.opts.log.info({ nodeId: hello.node_id, engine: hello.engine_kind, models: hello.models }, 'agent connected');
   }
 

@@ -3,12 +3,17 @@ import type { FastifyInstance } from 'fastify';
 import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
 import type { ApiKeyRecord, KeyStore } from '../../../core/storage/key-store.js';
 import type { UsageStore } from '../../../core/storage/usage-store.js';
+import type { NodeStore } from '../../../core/storage/node-store.js';
+import type { Fleet } from '../../../scheduler/fleet.js';
 import { adminAuth } from '../../plugins/auth.js';
+import { nodeRoutes } from './node-routes.js';
 
 export interface AdminDeps {
   readonly token: string;
   readonly keys: KeyStore;
   readonly usage: UsageStore;
+  readonly nodes: NodeStore;
+  readonly fleet: Fleet;
 }
 
 const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' });
@@ -89,6 +94,8 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps, onRevoked?: (
         if (!(await deps.keys.deleteTenant(id))) throw notFound('tenant');
         return { id, object: 'tenant', deleted: true };
       });
+
+      nodeRoutes(admin, deps.nodes, deps.fleet);
 
       admin.get('/usage', { schema: { querystring: UsageQuery } }, async (request) => {
         const q = request.query as { from?: string; to?: string; groupBy?: 'tenant' | 'key' | 'model' | 'region' | 'node' };

@@ -1,0 +1,112 @@
+import { Type } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
+import { NodeExistsError, type NodeRecord, type NodeStore } from '../../../core/storage/node-store.js';
+import type { Fleet } from '../../../scheduler/fleet.js';
+
+const Id = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' });
+const RegisterNode = Type.Object(
+  {
+    id: Id,
+    region: Id,
+    cluster: Id,
+    url: Type.String({ pattern: '^https?://[^\\s?#]+$' }),
+    engine: Type.Union(['vllm', 'sglang', 'llamacpp', 'tgi', 'ollama', 'openai'].map((e) => Type.Literal(e))),
+    models: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }),
+    capacity: Type.Object(
+      { tokensPerSecond: Type.Number({ exclusiveMinimum: 0 }), maxSequences: Type.Integer({ minimum: 1 }) },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+interface RegisterBody {
+  id: string;
+  region: string;
+  cluster: string;
+  url: string;
+  engine: string;
+  models: string[];
+  capacity: { tokensPerSecond: number; maxSequences: number };
+}
+
+/**
+ * `/admin/v1/nodes`: the node registry. Registration returns the agent's join token once. Nodes
+ * declared in regions.yaml are listed too, read-only (`source: "static"`).
+ */
+export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Fleet): void {
+  const staticJson = (id: string): Record<string, unknown> | undefined => {
+    const state = fleet.nodes.get(id);
+    if (state === undefined) return undefined;
+    const s = state.spec;
+    return {
+      id: s.id, object: 'node', source: 'static', region: s.regionId, cluster: s.clusterId, url: s.baseUrl, engine: s.engine,
+      models: s.models, capacity: { tokensPerSecond: s.tokensPerSecond, maxSequences: s.maxSequences }, draining: false,
+      live: { healthy: state.isAvailable(Date.now()), inflight: state.inflight },
+    };
+  };
+  const readOnly = (id: string): void => {
+    if (fleet.nodes.has(id)) {
+      throw new SwitchyardError(ErrorCode.InvalidRequest, `Node '${id}' is declared in regions.yaml; change it there.`, { status: 409 });
+    }
+  };
+
+  admin.post('/nodes', { schema: { body: RegisterNode } }, async (request, reply) => {
+    const b = request.body as RegisterBody;
+    if (fleet.region(b.region) === undefined) {
+      throw new SwitchyardError(ErrorCode.InvalidRequest, `Unknown region '${b.region}'.`, { param: 'region' });
+    }
+    if (fleet.nodes.has(b.id)) throw new SwitchyardError(ErrorCode.InvalidRequest, `Node id '${b.id}' is taken by regions.yaml.`, { status: 409, param: 'id' });
+    try {
+      const { record, joinToken } = await nodes.register({
+        id: b.id, region: b.region, cluster: b.cluster, url: b.url.replace(/\/+$/, ''), engine: b.engine, models: b.models,
+        tokensPerSecond: b.capacity.tokensPerSecond, maxSequences: b.capacity.maxSequences,
+      });
+      return reply.code(201).send({ ...nodeJson(record), join_token: joinToken });
+    } catch (err) {
+      if (err instanceof NodeExistsError) throw new SwitchyardError(ErrorCode.InvalidRequest, err.message, { status: 409, param: 'id' });
+      throw err;
+    }
+  });
+
+  admin.get('/nodes', async () => {
+    const registered = (await nodes.list()).map(nodeJson);
+    const declared = [...fleet.nodes.keys()].map((id) => staticJson(id) as Record<string, unknown>);
+    return { object: 'list', data: [...declared, ...registered] };
+  });
+
+  admin.get('/nodes/:id', async (request) => {
+    const id = (request.params as { id: string }).id;
+    const found = staticJson(id) ?? (await nodes.get(id).then((r) => (r === undefined ? undefined : nodeJson(r))));
+    if (found === undefined) throw new SwitchyardError(ErrorCode.NotFound, `No such node '${id}'.`);
+    return found;
+  });
+
+  for (const [action, draining] of [['drain', true], ['resume', false]] as const) {
+    admin.post(`/nodes/:id/${action}`, async (request) => {
+      const id = (request.params as { id: string }).id;
+      readOnly(id);
+      const record = await nodes.setDraining(id, draining);
+      if (record === undefined) throw new SwitchyardError(ErrorCode.NotFound, `No such node '${id}'.`);
+      return nodeJson(record);
+    });
+  }
+
+  admin.delete('/nodes/:id', async (request) => {
+    const id = (request.params as { id: string }).id;
+    readOnly(id);
+    if (!(await nodes.remove(id))) throw new SwitchyardError(ErrorCode.NotFound, `No such node '${id}'.`);
+    return { id, object: 'node', deleted: true };
+  });
+}
+
+function nodeJson(r: NodeRecord): Record<string, unknown> {
+  return {
+    id: r.id, object: 'node', source: 'registered', region: r.region, cluster: r.cluster, url: r.url, engine: r.engine,
+    models: r.models, capacity: { tokensPerSecond: r.tokensPerSecond, maxSequences: r.maxSequences }, draining: r.draining,
+    created_at: r.createdAt.toISOString(), updated_at: r.updatedAt.toISOString(),
+    // Registered nodes are not routed to by gateways yet (issue 4 in progress): no live state.
+    live: null,
+  };
+}

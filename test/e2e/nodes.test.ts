@@ -1,0 +1,93 @@
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../core/logger.js';
+import { AgentReporter } from '../../gpu-agent/reporter.js';
+import type { SchedulerCommand } from '../../proto/agent-protocol.js';
+import { CLI, regionsYaml, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+import { dropSchema, PG_URL, uniqueName } from '../helpers/services.js';
+
+/** Node registry through the CLI and admin API; the scheduler checks join tokens and relays drains. */
+const schema = uniqueName('sy_nodes');
+const ADMIN = uniqueName('admin');
+const env = { DATABASE_URL: PG_URL, SWITCHYARD_DATABASE_SCHEMA: schema, SWITCHYARD_ADMIN_TOKEN: ADMIN };
+const started: RunningProcess[] = [];
+const reporters: AgentReporter[] = [];
+let gw: RunningProcess;
+let scheduler: RunningProcess;
+const log = createLogger({ name: 'test', level: 'silent' });
+
+function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [CLI, 'nodes', ...args, '--url-admin', gw.url], { encoding: 'utf8', env: { ...process.env, SWITCHYARD_ADMIN_TOKEN: ADMIN } });
+}
+
+beforeAll(async () => {
+  const sim = await startSimProcess();
+  started.push(sim);
+  gw = await startGatewayProcess(regionsYaml([{ id: 'eu', nodes: [{ id: 'static-1', url: sim.url }] }]), [], env);
+  started.push(gw);
+  scheduler = await startCli(['scheduler', '--scheduler-port', '0'], 'scheduler listening', env);
+  started.push(scheduler);
+});
+
+afterAll(async () => {
+  for (const r of reporters) r.stop();
+  await Promise.all(started.map((p) => p.stop()));
+  await dropSchema(schema);
+});
+
+function agent(nodeId: string, token: string): { reporter: AgentReporter; commands: SchedulerCommand[] } {
+  const commands: SchedulerCommand[] = [];
+  const reporter = new AgentReporter({
+    target: scheduler.url,
+    hello: { node_id: nodeId, join_token: token, engine_kind: 'vllm', engine_version: 'x', models: ['m'], agent_version: 'test' },
+    collect: async () => ({ timestamp_ms: Date.now(), gpus: [], engine: { running_requests: 0, waiting_requests: 0 } }),
+    log,
+    backoffBaseMs: 50,
+    backoffMaxMs: 200,
+    onCommand: (c) => commands.push(c),
+  });
+  reporters.push(reporter);
+  reporter.start();
+  return { reporter, commands };
+}
+
+const kinds = (cs: SchedulerCommand[]): string[] => cs.map((c) => (['welcome', 'drain', 'resume', 'set_report_interval'] as const).find((k) => c[k] != null) ?? '?');
+
+describe('node registry and agents', () => {
+  it('register with the CLI; the agent joins with its token; drain and resume reach it', async () => {
+    const reg = cli('register', '--id', 'gpu-7', '--region', 'eu', '--cluster', 'eu-a', '--url', 'http://127.0.0.1:9', '--engine', 'vllm',
+      '--models', 'm', '--tokens-per-second', '2400', '--max-sequences', '64', '--json');
+    expect(reg.stderr).toBe('');
+    const node = JSON.parse(reg.stdout) as { id: string; join_token: string };
+    expect(node.join_token).toMatch(/^sy-join-/);
+
+    const bad = agent('gpu-7', 'sy-join-wrong');
+    await expect.poll(() => bad.reporter.lastError?.code, { timeout: 5000 }).toBe(16); // UNAUTHENTICATED
+    bad.reporter.stop();
+
+    const good = agent('gpu-7', node.join_token);
+    await expect.poll(() => good.reporter.connected, { timeout: 5000 }).toBe(true);
+    expect(cli('drain', 'gpu-7').stdout).toContain('draining');
+    await expect.poll(() => kinds(good.commands), { timeout: 5000 }).toEqual(['welcome', 'drain']);
+    expect(cli('resume', 'gpu-7').stdout).toContain('active');
+    await expect.poll(() => kinds(good.commands), { timeout: 5000 }).toEqual(['welcome', 'drain', 'resume']);
+  });
+
+  it('lists static nodes read-only beside registered ones; removal revokes the token', async () => {
+    const list = JSON.parse(cli('list', '--json').stdout) as Array<{ id: string; source: string; live: unknown }>;
+    expect(list.map((n) => `${n.id}:${n.source}`)).toEqual(['static-1:static', 'gpu-7:registered']);
+    expect(list[0]?.live).toMatchObject({ healthy: true });
+    const drainStatic = cli('drain', 'static-1');
+    expect(drainStatic.status).toBe(1);
+    expect(drainStatic.stderr).toContain('409');
+    const dup = cli('register', '--id', 'gpu-7', '--region', 'eu', '--cluster', 'c', '--url', 'http://x:1', '--engine', 'vllm', '--models', 'm', '--tokens-per-second', '1', '--max-sequences', '1');
+    expect(dup.stderr).toContain('409');
+    const unknownRegion = cli('register', '--id', 'gpu-8', '--region', 'mars', '--cluster', 'c', '--url', 'http://x:1', '--engine', 'vllm', '--models', 'm', '--tokens-per-second', '1', '--max-sequences', '1');
+    expect(unknownRegion.stderr).toContain("Unknown region 'mars'");
+
+    const reg = JSON.parse(cli('register', '--id', 'gpu-9', '--region', 'eu', '--cluster', 'c', '--url', 'http://x:1', '--engine', 'sglang', '--models', 'm', '--tokens-per-second', '1', '--max-sequences', '1', '--json').stdout) as { join_token: string };
+    expect(cli('remove', 'gpu-9').status).toBe(0);
+    const gone = agent('gpu-9', reg.join_token);
+    await expect.poll(() => gone.reporter.lastError?.code, { timeout: 5000 }).toBe(16);
+  });
+});
