@@ -10,6 +10,7 @@ import { ResilientRateLimiter } from '../core/ratelimit/resilient-rate-limiter.j
 import type { Logger } from '../core/logger.js';
 import { PgKeyStore, type KeyStore } from '../core/storage/key-store.js';
 import { PgNodeStore, type NodeStore } from '../core/storage/node-store.js';
+import { MemoryLiveState, RedisLiveState, type LiveState } from '../core/storage/live-state.js';
 import { MemoryUsageBuffer, RedisUsageBuffer, type UsageBuffer } from '../core/storage/usage-buffer.js';
 import { UsageFlusher } from '../core/storage/usage-flusher.js';
 import { PgUsageStore, type UsageStore } from '../core/storage/usage-store.js';
@@ -25,6 +26,8 @@ export interface Services {
   readonly keyStore: KeyStore;
   readonly usageStore: UsageStore;
   readonly nodeStore: NodeStore;
+  /** Agents' load reports, scheduler → gateways (Redis pub/sub, or in-process without Redis). */
+  readonly liveState: LiveState;
   readonly limiter: RateLimiter;
   readonly usageBuffer: UsageBuffer;
   /** True when the usage buffer lives in this process: then this process must flush it. */
@@ -66,17 +69,20 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
         });
   const usageBuffer: UsageBuffer =
     redis === undefined ? new MemoryUsageBuffer() : new RedisUsageBuffer({ redis, key: `${settings.redisPrefix}usage` });
+  const liveState: LiveState = redis === undefined ? new MemoryLiveState() : new RedisLiveState(redis, settings.redisPrefix);
   return {
     db,
     redis,
     keyStore: new PgKeyStore(db),
     usageStore: new PgUsageStore(db),
     nodeStore: new PgNodeStore(db),
+    liveState,
     limiter,
     usageBuffer,
     localUsageBuffer: redis === undefined,
     limiterErrors: () => limiterErrors,
     async close() {
+      await liveState.close();
       await usageBuffer.close();
       await limiter.close();
       await db.close();

@@ -96,14 +96,16 @@ export class GatewayMetrics {
       labelNames: ['reason'],
       registers,
     });
-    const nodes = [...fleet.nodes.values()];
+    // Read at scrape time: registered nodes come and go.
+    const nodes = { values: () => fleet.nodes.values() };
     this.inflight = new Gauge({
       name: 'switchyard_upstream_inflight_requests',
       help: 'Requests this gateway has open on each node.',
       labelNames: ['node'],
       registers,
       collect() {
-        for (const n of nodes) this.set({ node: n.id }, n.inflight);
+        this.reset();
+        for (const n of nodes.values()) this.set({ node: n.id }, n.inflight);
       },
     });
     const now = Date.now;
@@ -114,7 +116,8 @@ export class GatewayMetrics {
       registers,
       collect() {
         const t = now();
-        for (const n of nodes) this.set({ node: n.id, region: n.spec.regionId }, n.isAvailable(t) ? 1 : 0);
+        this.reset();
+        for (const n of nodes.values()) this.set({ node: n.id, region: n.spec.regionId }, n.isAvailable(t) ? 1 : 0);
       },
     });
   }

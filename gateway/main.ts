@@ -1,5 +1,5 @@
 import type { Settings } from '../core/config/settings.js';
-import type { Topology } from '../core/config/topology.js';
+import type { RegionSpec, Topology } from '../core/config/topology.js';
 import { ConfigError } from '../core/config/config-error.js';
 import type { Logger } from '../core/logger.js';
 import { createRegistry } from '../core/metrics.js';
@@ -11,6 +11,8 @@ import { Counter } from 'prom-client';
 import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
 import type { KeyStore } from '../core/storage/key-store.js';
 import type { NodeStore } from '../core/storage/node-store.js';
+import type { LiveState } from '../core/storage/live-state.js';
+import { FleetSync } from './fleet-sync.js';
 import type { UsageBuffer } from '../core/storage/usage-buffer.js';
 import type { UsageStore } from '../core/storage/usage-store.js';
 import { KeyCache } from './auth/key-cache.js';
@@ -35,6 +37,7 @@ export interface GatewayServices {
   readonly limiter: RateLimiter;
   readonly usageBuffer: UsageBuffer;
   readonly nodeStore: NodeStore;
+  readonly liveState: LiveState;
   limiterErrors?(): number;
 }
 
@@ -46,9 +49,8 @@ export interface GatewayOptions {
   readonly policy?: PlacementPolicy;
 }
 
-/** Wires the gateway's components and listens. Stop order is the reverse of start order. */
-export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle> {
-  const { settings, topology, logger } = opts;
+/** The gateway's own region: SWITCHYARD_REGION, else the first of regions.yaml. Checked before anything starts. */
+export function resolveRegion(settings: Settings, topology: Topology): RegionSpec {
   const regionId = settings.region ?? topology.regions.keys().next().value;
   const region = regionId === undefined ? undefined : topology.regions.get(regionId);
   if (region === undefined) {
@@ -56,8 +58,16 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       { path: 'SWITCHYARD_REGION', message: `unknown region "${regionId ?? ''}"; known: ${[...topology.regions.keys()].join(', ')}` },
     ]);
   }
+  return region;
+}
+
+/** Wires the gateway's components and listens. Stop order is the reverse of start order. */
+export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle> {
+  const { settings, topology, logger } = opts;
+  const region = resolveRegion(settings, topology);
   const log = logger.child({ module: 'gateway', region: region.id });
-  const fleet = new Fleet(topology);
+  // A registered node whose agent has not reported for three intervals gets no traffic.
+  const fleet = new Fleet(topology, 3 * settings.reportIntervalMs);
   const registry = createRegistry('gateway', packageVersion());
   const metrics = new GatewayMetrics(registry, fleet);
   const pools = new UpstreamPools(fleet, settings);
@@ -115,6 +125,8 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     log,
   );
 
+  const fleetSync = new FleetSync(fleet, services.nodeStore, services.liveState, log.child({ module: 'fleet-sync' }));
+  await fleetSync.start();
   await health.start();
   keyCache?.start();
   if (settings.auth === 'none') {
@@ -135,6 +147,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       (closing ??= (async () => {
         accepting = false;
         health.stop();
+        fleetSync.stop();
         keyCache?.stop();
         // Open streams get the grace period; then the upstream pools are destroyed, which ends
         // every relay with an error event, and the remaining client connections are cut.

@@ -1,4 +1,4 @@
-import type { RegionSpec, Topology } from '../core/config/topology.js';
+import type { NodeSpec, RegionSpec, Topology } from '../core/config/topology.js';
 import { NodeState } from './node-state.js';
 
 /** Regions of one residency group, nearest first, as seen from one origin region. */
@@ -8,34 +8,97 @@ export interface RegionRoute {
   readonly nodes: readonly NodeState[];
 }
 
+/** A registered node as the registry describes it now. */
+export interface RegisteredNode {
+  readonly spec: NodeSpec;
+  readonly draining: boolean;
+}
+
 /**
  * The live fleet as one gateway sees it: node states plus, per origin region, the ordered list
- * of regions a request may be served from. Orders are computed once, so placement does no
- * sorting or filtering by residency per request.
+ * of regions a request may be served from. Orders are recomputed only when the set of nodes
+ * changes (registrations, removals), so placement does no sorting or filtering per request.
+ * Nodes of regions.yaml are fixed; registered nodes come and go through `setRegistered`.
  */
 export class Fleet {
-  readonly nodes: ReadonlyMap<string, NodeState>;
-  private readonly routes = new Map<string, readonly RegionRoute[]>();
+  private readonly all = new Map<string, NodeState>();
+  readonly staticIds: ReadonlySet<string>;
+  private routes = new Map<string, readonly RegionRoute[]>();
   /** Per origin region: the models some node within its residency group serves. */
-  private readonly modelsByOrigin = new Map<string, ReadonlySet<string>>();
+  private modelsByOrigin = new Map<string, ReadonlySet<string>>();
+  private readonly listeners: Array<(added: NodeState[], removed: NodeState[]) => void> = [];
 
-  constructor(readonly topology: Topology) {
-    const nodes = new Map<string, NodeState>();
-    for (const spec of topology.nodes) nodes.set(spec.id, new NodeState(spec));
-    this.nodes = nodes;
-    for (const origin of topology.regions.values()) {
-      const route = [...topology.regions.values()]
+  constructor(
+    readonly topology: Topology,
+    private readonly staleAfterMs = 3000,
+  ) {
+    for (const spec of topology.nodes) this.all.set(spec.id, new NodeState(spec));
+    this.staticIds = new Set(this.all.keys());
+    this.rebuild();
+  }
+
+  get nodes(): ReadonlyMap<string, NodeState> {
+    return this.all;
+  }
+
+  /** Called with the nodes added and removed whenever the set changes (upstream pools follow). */
+  onChange(listener: (added: NodeState[], removed: NodeState[]) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /**
+   * Makes the registered nodes exactly `registered`: adds new ones, updates drain flags and specs
+   * in place (open requests keep their NodeState), removes the rest. Static nodes are untouched.
+   */
+  setRegistered(registered: readonly RegisteredNode[]): void {
+    const added: NodeState[] = [];
+    const removed: NodeState[] = [];
+    const seen = new Set<string>();
+    let specsChanged = false;
+    for (const { spec, draining } of registered) {
+      if (this.staticIds.has(spec.id) || !this.topology.regions.has(spec.regionId)) continue;
+      seen.add(spec.id);
+      let state = this.all.get(spec.id);
+      if (state === undefined) {
+        state = new NodeState(spec, true, this.staleAfterMs);
+        this.all.set(spec.id, state);
+        added.push(state);
+      } else if (JSON.stringify(state.spec) !== JSON.stringify(spec)) {
+        state.spec = spec;
+        specsChanged = true;
+      }
+      state.draining = draining;
+    }
+    for (const [id, state] of this.all) {
+      if (!this.staticIds.has(id) && !seen.has(id)) {
+        this.all.delete(id);
+        removed.push(state);
+      }
+    }
+    if (added.length > 0 || removed.length > 0 || specsChanged) {
+      this.rebuild();
+      for (const l of this.listeners) l(added, removed);
+    }
+  }
+
+  private rebuild(): void {
+    const routes = new Map<string, readonly RegionRoute[]>();
+    const models = new Map<string, ReadonlySet<string>>();
+    for (const origin of this.topology.regions.values()) {
+      const route = [...this.topology.regions.values()]
         .filter((r) => r.residency === origin.residency)
         .map((region) => ({
           region,
-          rttMs: topology.rttMs(origin.id, region.id),
-          nodes: [...nodes.values()].filter((n) => n.spec.regionId === region.id),
+          rttMs: this.topology.rttMs(origin.id, region.id),
+          nodes: [...this.all.values()].filter((n) => n.spec.regionId === region.id),
         }))
         // Stable: equal distances keep file order, so routing is predictable.
         .sort((a, b) => a.rttMs - b.rttMs);
-      this.routes.set(origin.id, route);
-      this.modelsByOrigin.set(origin.id, new Set(route.flatMap((hop) => hop.nodes.flatMap((n) => n.spec.models))));
+      routes.set(origin.id, route);
+      models.set(origin.id, new Set(route.flatMap((hop) => hop.nodes.flatMap((n) => n.spec.models))));
     }
+    this.routes = routes;
+    this.modelsByOrigin = models;
   }
 
   /** Regions reachable from `origin` without leaving its residency group, nearest first. */

@@ -1,5 +1,14 @@
 import type { NodeSpec } from '../core/config/topology.js';
 
+/** A node's engine load as its agent last reported it. */
+export interface EngineLoad {
+  readonly running: number;
+  readonly waiting: number;
+  readonly kvCacheUsage: number | undefined;
+  /** When the scheduler received it (ms since epoch). */
+  readonly atMs: number;
+}
+
 /**
  * What a gateway knows of one node right now. Mutable on purpose: it is updated on the hot path
  * (reserve/release per request) and must not allocate.
@@ -14,15 +23,45 @@ export class NodeState {
   inflight = 0;
   /** Estimated tokens (prompt + max output) of the open requests. */
   outstandingTokens = 0;
+  /** Operator drain: no new requests; open ones finish. */
+  draining = false;
+  /** The agent's latest load report (registered nodes only). */
+  report: EngineLoad | undefined;
 
-  constructor(readonly spec: NodeSpec) {}
+  /**
+   * @param requiresAgent registered nodes get traffic only while their agent's reports are fresh;
+   *   nodes declared in regions.yaml run without an agent and rely on health checks alone.
+   * @param staleAfterMs how old a report may be before the node counts as unavailable.
+   */
+  constructor(
+    public spec: NodeSpec,
+    readonly requiresAgent = false,
+    private readonly staleAfterMs = 3000,
+  ) {}
 
   get id(): string {
     return this.spec.id;
   }
 
   isAvailable(now: number): boolean {
-    return this.healthy && this.ejectedUntil <= now;
+    return this.healthy && this.ejectedUntil <= now && !this.draining && (!this.requiresAgent || this.isFresh(now));
+  }
+
+  isFresh(now: number): boolean {
+    return this.report !== undefined && now - this.report.atMs <= this.staleAfterMs;
+  }
+
+  /**
+   * How much slower than its declared capacity the node will serve new work, from its engine's own
+   * view: requests waiting inside the engine and a nearly full KV cache (which forces preemption).
+   * 1 when nothing is known.
+   */
+  loadFactor(): number {
+    const r = this.report;
+    if (r === undefined) return 1;
+    const queue = r.waiting / this.spec.maxSequences;
+    const kv = r.kvCacheUsage === undefined || r.kvCacheUsage < 0.9 ? 0 : (r.kvCacheUsage - 0.9) * 10;
+    return 1 + queue + kv;
   }
 
   reserve(tokens: number): void {

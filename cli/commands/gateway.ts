@@ -1,6 +1,6 @@
 import { loadRegionsFile } from '../../core/config/load-regions.js';
 import { createLogger } from '../../core/logger.js';
-import { startGateway } from '../../gateway/main.js';
+import { resolveRegion, startGateway } from '../../gateway/main.js';
 import { settingsFromArgv, waitForSignal } from '../run-command.js';
 import { openServices, startUsageFlusher } from '../services.js';
 
@@ -11,6 +11,7 @@ import { openServices, startUsageFlusher } from '../services.js';
 export async function gatewayCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
   const topology = await loadRegionsFile(settings.configPath);
+  resolveRegion(settings, topology); // a wrong region fails before any backend starts
   const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
   const services = await openServices(settings, logger);
   const flusher = services.localUsageBuffer ? startUsageFlusher(services, settings, logger) : undefined;

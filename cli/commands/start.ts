@@ -1,13 +1,15 @@
 import { loadRegionsFile } from '../../core/config/load-regions.js';
 import { createLogger } from '../../core/logger.js';
-import { startGateway } from '../../gateway/main.js';
+import { resolveRegion, startGateway } from '../../gateway/main.js';
 import { DEFAULT_SIM_OPTIONS } from '../../sim/sim-options.js';
 import { startSim, type SimServer } from '../../sim/sim-server.js';
+import { startScheduler } from '../../scheduler/scheduler-service.js';
 import { settingsFromArgv, waitForSignal } from '../run-command.js';
 import { openServices, startUsageFlusher } from '../services.js';
 
 /**
- * `switchyard start`: everything in one process (gateway, usage writer, simulated nodes), on the
+ * `switchyard start`: everything but the agent in one process (gateway, scheduler, usage writer,
+ * simulated nodes), on the
  * embedded defaults when REDIS_URL and DATABASE_URL are unset. Nodes declared with
  * `engine: sim` are simulated in-process on their configured address, so a fresh checkout answers
  * OpenAI requests at once; nodes with a real engine are used as they are.
@@ -15,10 +17,12 @@ import { openServices, startUsageFlusher } from '../services.js';
 export async function startCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
   const topology = await loadRegionsFile(settings.configPath);
+  resolveRegion(settings, topology); // a wrong region fails before any backend starts
   const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
   const sims: SimServer[] = [];
   const services = await openServices(settings, logger);
   const flusher = startUsageFlusher(services, settings, logger);
+  let stopScheduler: (() => Promise<void>) | undefined;
   try {
     for (const node of topology.nodes) {
       if (node.sim === undefined) continue;
@@ -36,6 +40,15 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
       sims.push(sim);
       logger.info({ nodeId: node.id, url: sim.url, models: node.models }, 'simulated node started');
     }
+    const scheduler = await startScheduler({
+      nodes: services.nodeStore,
+      live: services.liveState,
+      log: logger.child({ module: 'scheduler' }),
+      host: settings.host,
+      port: settings.schedulerPort,
+      reportIntervalMs: settings.reportIntervalMs,
+    });
+    stopScheduler = () => scheduler.stop();
     const gateway = await startGateway({ settings, topology, logger, services });
     process.stdout.write(`\nSwitchyard is up: ${gateway.url}/v1  (Ctrl-C stops it)\n\n`);
     const signal = await waitForSignal();
@@ -43,6 +56,7 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
     await gateway.close();
   } finally {
     await Promise.all(sims.map((s) => s.close()));
+    await stopScheduler?.();
     await flusher.stop();
     await services.close();
   }

@@ -16,20 +16,34 @@ export interface UpstreamPoolSettings {
 export class UpstreamPools {
   private readonly pools = new Map<NodeState, Pool>();
 
-  constructor(fleet: Fleet, settings: UpstreamPoolSettings) {
-    for (const node of fleet.nodes.values()) {
-      this.pools.set(
-        node,
-        new Pool(node.spec.origin, {
-          connections: Math.max(32, node.spec.maxSequences * 4),
-          pipelining: 1,
-          keepAliveTimeout: 30_000,
-          connect: { timeout: settings.connectTimeoutMs },
-          headersTimeout: settings.firstByteTimeoutMs,
-          bodyTimeout: settings.idleTimeoutMs,
-        }),
-      );
-    }
+  constructor(
+    fleet: Fleet,
+    private readonly settings: UpstreamPoolSettings,
+  ) {
+    for (const node of fleet.nodes.values()) this.add(node);
+    // Registered nodes come and go: a removed node's pool lets its open requests finish, then closes.
+    fleet.onChange((added, removed) => {
+      for (const node of added) this.add(node);
+      for (const node of removed) {
+        const pool = this.pools.get(node);
+        this.pools.delete(node);
+        void pool?.close().catch(() => undefined);
+      }
+    });
+  }
+
+  private add(node: NodeState): void {
+    this.pools.set(
+      node,
+      new Pool(node.spec.origin, {
+        connections: Math.max(32, node.spec.maxSequences * 4),
+        pipelining: 1,
+        keepAliveTimeout: 30_000,
+        connect: { timeout: this.settings.connectTimeoutMs },
+        headersTimeout: this.settings.firstByteTimeoutMs,
+        bodyTimeout: this.settings.idleTimeoutMs,
+      }),
+    );
   }
 
   get(node: NodeState): Pool {

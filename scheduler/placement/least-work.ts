@@ -23,7 +23,7 @@ export class LeastWorkPolicy implements PlacementPolicy {
       let bestAnyScore = Infinity;
       for (const node of hop.nodes) {
         if (!isEligible(node, req)) continue;
-        const score = (node.outstandingTokens + req.costTokens) / node.spec.tokensPerSecond;
+        const score = ((node.outstandingTokens + req.costTokens) / node.spec.tokensPerSecond) * node.loadFactor();
         if (score < bestAnyScore) {
           bestAny = node;
           bestAnyScore = score;

@@ -8,7 +8,7 @@ import { CLI, eventually, startCli } from '../helpers/processes.js';
 
 describe('switchyard start (what `npm start` runs)', () => {
   it('serves the shipped regions.yaml with in-process sims, and stops cleanly on SIGTERM', async () => {
-    const proc = await startCli(['start', '--port', '0'], 'gateway listening');
+    const proc = await startCli(['start', '--port', '0', '--scheduler-port', '0'], 'gateway listening');
     try {
       const client = new OpenAI({ baseURL: `${proc.url}/v1`, apiKey: 'unused', maxRetries: 0 });
       const ids = [];
@@ -30,7 +30,7 @@ describe('switchyard start on the embedded defaults (no REDIS_URL, no DATABASE_U
     const dataDir = mkdtempSync(join(tmpdir(), 'switchyard-data-'));
     const admin = 'test-admin-token';
     const env = { SWITCHYARD_ADMIN_TOKEN: admin, SWITCHYARD_AUTH: 'keys', SWITCHYARD_DATA_DIR: dataDir, SWITCHYARD_USAGE_FLUSH_INTERVAL_MS: '100', REDIS_URL: '', DATABASE_URL: '' };
-    const proc = await startCli(['start', '--port', '0'], 'gateway listening', env);
+    const proc = await startCli(['start', '--port', '0', '--scheduler-port', '0'], 'gateway listening', env);
     try {
       const created = spawnSync(
         process.execPath,

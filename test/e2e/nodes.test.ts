@@ -4,16 +4,22 @@ import { createLogger } from '../../core/logger.js';
 import { AgentReporter } from '../../gpu-agent/reporter.js';
 import type { SchedulerCommand } from '../../proto/agent-protocol.js';
 import { CLI, regionsYaml, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
-import { dropSchema, PG_URL, uniqueName } from '../helpers/services.js';
+import { dropSchema, PG_URL, REDIS_URL, uniqueName } from '../helpers/services.js';
+import OpenAI from 'openai';
 
 /** Node registry through the CLI and admin API; the scheduler checks join tokens and relays drains. */
 const schema = uniqueName('sy_nodes');
 const ADMIN = uniqueName('admin');
-const env = { DATABASE_URL: PG_URL, SWITCHYARD_DATABASE_SCHEMA: schema, SWITCHYARD_ADMIN_TOKEN: ADMIN };
+// Gateway and scheduler share Redis: that is how agents' reports reach the gateway.
+const env = {
+  DATABASE_URL: PG_URL, SWITCHYARD_DATABASE_SCHEMA: schema, SWITCHYARD_ADMIN_TOKEN: ADMIN,
+  REDIS_URL, SWITCHYARD_REDIS_PREFIX: `${schema}:`, SWITCHYARD_REPORT_INTERVAL_MS: '200',
+};
 const started: RunningProcess[] = [];
 const reporters: AgentReporter[] = [];
 let gw: RunningProcess;
 let scheduler: RunningProcess;
+let slowSim: RunningProcess;
 const log = createLogger({ name: 'test', level: 'silent' });
 
 function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -23,6 +29,8 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
 beforeAll(async () => {
   const sim = await startSimProcess();
   started.push(sim);
+  slowSim = await startSimProcess(['--models', 'live-model', '--tokens-per-second', '40', '--ttft-ms', '1']);
+  started.push(slowSim);
   gw = await startGatewayProcess(regionsYaml([{ id: 'eu', nodes: [{ id: 'static-1', url: sim.url }] }]), [], env);
   started.push(gw);
   scheduler = await startCli(['scheduler', '--scheduler-port', '0'], 'scheduler listening', env);
@@ -89,5 +97,39 @@ describe('node registry and agents', () => {
     expect(cli('remove', 'gpu-9').status).toBe(0);
     const gone = agent('gpu-9', reg.join_token);
     await expect.poll(() => gone.reporter.lastError?.code, { timeout: 5000 }).toBe(16);
+  });
+
+  it('a registered node gets traffic while its agent reports; drain keeps open streams; a silent agent makes it stale', async () => {
+    const reg = JSON.parse(cli('register', '--id', 'gpu-live', '--region', 'eu', '--cluster', 'eu-a', '--url', slowSim.url, '--engine', 'vllm',
+      '--models', 'live-model', '--tokens-per-second', '40', '--max-sequences', '8', '--json').stdout) as { join_token: string };
+    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const ask = () => client.chat.completions.create({ model: 'live-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }).withResponse();
+    const served = async (): Promise<string | number> => {
+      try {
+        return (await ask()).response.headers.get('x-switchyard-node') ?? 'none';
+      } catch (err) {
+        return (err as InstanceType<typeof OpenAI.APIError>).status ?? 0;
+      }
+    };
+    // Registered, but no agent yet: no fresh reports, no traffic.
+    await expect.poll(served, { timeout: 5000 }).toBe(503);
+    const live = agent('gpu-live', reg.join_token);
+    await expect.poll(served, { timeout: 5000 }).toBe('gpu-live');
+
+    // An open stream survives the drain; new requests are refused.
+    const stream = await client.chat.completions.create({ model: 'live-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 40, stream: true });
+    expect(cli('drain', 'gpu-live').status).toBe(0);
+    await expect.poll(served, { timeout: 5000 }).toBe(503);
+    let tokens = 0;
+    for await (const chunk of stream) if (chunk.choices[0]?.delta.content) tokens++;
+    expect(tokens).toBeGreaterThan(1);
+    expect(cli('resume', 'gpu-live').status).toBe(0);
+    await expect.poll(served, { timeout: 5000 }).toBe('gpu-live');
+
+    // The agent dies: within three report intervals the node is stale and gets nothing.
+    live.reporter.stop();
+    await expect.poll(served, { timeout: 5000 }).toBe(503);
+    agent('gpu-live', reg.join_token);
+    await expect.poll(served, { timeout: 5000 }).toBe('gpu-live');
   });
 });

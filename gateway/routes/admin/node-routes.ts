@@ -37,7 +37,7 @@ interface RegisterBody {
  */
 export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Fleet): void {
   const staticJson = (id: string): Record<string, unknown> | undefined => {
-    const state = fleet.nodes.get(id);
+    const state = fleet.staticIds.has(id) ? fleet.nodes.get(id) : undefined;
     if (state === undefined) return undefined;
     const s = state.spec;
     return {
@@ -47,7 +47,7 @@ export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Flee
     };
   };
   const readOnly = (id: string): void => {
-    if (fleet.nodes.has(id)) {
+    if (fleet.staticIds.has(id)) {
       throw new SwitchyardError(ErrorCode.InvalidRequest, `Node '${id}' is declared in regions.yaml; change it there.`, { status: 409 });
     }
   };
@@ -57,13 +57,13 @@ export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Flee
     if (fleet.region(b.region) === undefined) {
       throw new SwitchyardError(ErrorCode.InvalidRequest, `Unknown region '${b.region}'.`, { param: 'region' });
     }
-    if (fleet.nodes.has(b.id)) throw new SwitchyardError(ErrorCode.InvalidRequest, `Node id '${b.id}' is taken by regions.yaml.`, { status: 409, param: 'id' });
+    if (fleet.staticIds.has(b.id)) throw new SwitchyardError(ErrorCode.InvalidRequest, `Node id '${b.id}' is taken by regions.yaml.`, { status: 409, param: 'id' });
     try {
       const { record, joinToken } = await nodes.register({
         id: b.id, region: b.region, cluster: b.cluster, url: b.url.replace(/\/+$/, ''), engine: b.engine, models: b.models,
         tokensPerSecond: b.capacity.tokensPerSecond, maxSequences: b.capacity.maxSequences,
       });
-      return reply.code(201).send({ ...nodeJson(record), join_token: joinToken });
+      return reply.code(201).send({ ...nodeJson(record, fleet), join_token: joinToken });
     } catch (err) {
       if (err instanceof NodeExistsError) throw new SwitchyardError(ErrorCode.InvalidRequest, err.message, { status: 409, param: 'id' });
       throw err;
@@ -71,14 +71,14 @@ export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Flee
   });
 
   admin.get('/nodes', async () => {
-    const registered = (await nodes.list()).map(nodeJson);
-    const declared = [...fleet.nodes.keys()].map((id) => staticJson(id) as Record<string, unknown>);
+    const registered = (await nodes.list()).map((r) => nodeJson(r, fleet));
+    const declared = [...fleet.staticIds].map((id) => staticJson(id) as Record<string, unknown>);
     return { object: 'list', data: [...declared, ...registered] };
   });
 
   admin.get('/nodes/:id', async (request) => {
     const id = (request.params as { id: string }).id;
-    const found = staticJson(id) ?? (await nodes.get(id).then((r) => (r === undefined ? undefined : nodeJson(r))));
+    const found = staticJson(id) ?? (await nodes.get(id).then((r) => (r === undefined ? undefined : nodeJson(r, fleet))));
     if (found === undefined) throw new SwitchyardError(ErrorCode.NotFound, `No such node '${id}'.`);
     return found;
   });
@@ -89,7 +89,7 @@ export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Flee
       readOnly(id);
       const record = await nodes.setDraining(id, draining);
       if (record === undefined) throw new SwitchyardError(ErrorCode.NotFound, `No such node '${id}'.`);
-      return nodeJson(record);
+      return nodeJson(record, fleet);
     });
   }
 
@@ -101,12 +101,17 @@ export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Flee
   });
 }
 
-function nodeJson(r: NodeRecord): Record<string, unknown> {
+function nodeJson(r: NodeRecord, fleet: Fleet): Record<string, unknown> {
+  const state = fleet.nodes.get(r.id);
+  const now = Date.now();
   return {
     id: r.id, object: 'node', source: 'registered', region: r.region, cluster: r.cluster, url: r.url, engine: r.engine,
     models: r.models, capacity: { tokensPerSecond: r.tokensPerSecond, maxSequences: r.maxSequences }, draining: r.draining,
     created_at: r.createdAt.toISOString(), updated_at: r.updatedAt.toISOString(),
-    // Registered nodes are not routed to by gateways yet (issue 4 in progress): no live state.
-    live: null,
+    // This gateway's view: it learns registrations within about a second.
+    live:
+      state === undefined
+        ? null
+        : { healthy: state.isAvailable(now), fresh: state.isFresh(now), inflight: state.inflight, report: state.report ?? null },
   };
 }

@@ -1,0 +1,71 @@
+import type { Logger } from '../core/logger.js';
+import type { NodeSpec } from '../core/config/topology.js';
+import type { EngineKind } from '../core/config/regions-schema.js';
+import type { LiveState } from '../core/storage/live-state.js';
+import type { NodeRecord, NodeStore } from '../core/storage/node-store.js';
+import type { Fleet } from '../scheduler/fleet.js';
+
+/**
+ * Keeps this gateway's fleet in step with the node registry (polled every `pollMs`: a small
+ * query per gateway, never per request) and with the agents' load reports (pushed by the
+ * scheduler through LiveState). Registrations, drains and removals reach the gateway within
+ * about a second, without a restart.
+ */
+export class FleetSync {
+  private timer: NodeJS.Timeout | undefined;
+  private polling = false;
+
+  constructor(
+    private readonly fleet: Fleet,
+    private readonly nodes: NodeStore,
+    private readonly live: LiveState,
+    private readonly log: Logger,
+    private readonly pollMs = 1000,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.live.subscribe((load) => {
+      const node = this.fleet.nodes.get(load.nodeId);
+      if (node !== undefined) node.report = { running: load.running, waiting: load.waiting, kvCacheUsage: load.kvCacheUsage, atMs: load.atMs };
+    });
+    await this.sync();
+    this.timer = setInterval(() => void this.sync(), this.pollMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  async sync(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      const records = await this.nodes.list();
+      this.fleet.setRegistered(records.map((r) => ({ spec: toNodeSpec(r), draining: r.draining })));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'node registry poll failed; keeping the last known fleet');
+    } finally {
+      this.polling = false;
+    }
+  }
+}
+
+export function toNodeSpec(r: NodeRecord): NodeSpec {
+  const url = new URL(r.url);
+  const pathPrefix = url.pathname.replace(/\/+$/, '');
+  return {
+    id: r.id,
+    regionId: r.region,
+    clusterId: r.cluster,
+    baseUrl: url.origin + pathPrefix,
+    origin: url.origin,
+    pathPrefix,
+    engine: r.engine as EngineKind,
+    models: r.models,
+    tokensPerSecond: r.tokensPerSecond,
+    maxSequences: r.maxSequences,
+    headers: {},
+    sim: undefined,
+  };
+}
