@@ -1,0 +1,168 @@
+import { createServer, type Server } from 'node:http';
+import { Gauge, Registry } from 'prom-client';
+import type { Logger } from '../core/logger.js';
+import type { GpuStats, LoadReport, SchedulerCommand } from '../proto/agent-protocol.js';
+import { defaultFetchText, detectEngine, type FetchText } from './probes/detect.js';
+import { runNvidiaSmi, type ExecFile } from './probes/nvidia-smi.js';
+import type { EngineSample, GpuSample } from './probes/types.js';
+import { AgentReporter } from './reporter.js';
+
+export interface AgentOptions {
+  readonly schedulerTarget: string;
+  readonly nodeId: string;
+  readonly joinToken: string;
+  /** The model server beside this agent, e.g. http://127.0.0.1:8000. */
+  readonly engineUrl: string;
+  readonly host: string;
+  /** The agent's own /metrics (switchyard_agent_* names); 0 picks a free port. */
+  readonly metricsPort: number;
+  readonly log: Logger;
+  readonly version: string;
+  readonly exec?: ExecFile;
+  readonly fetchText?: FetchText;
+}
+
+export interface AgentHandle {
+  readonly metricsUrl: string;
+  readonly reporter: AgentReporter;
+  stop(): Promise<void>;
+}
+
+/**
+ * `switchyard agent`: reads the GPUs (nvidia-smi; none on a machine without it) and the engine
+ * (its /metrics, or Ollama's /api/ps, detected each time), streams both to the scheduler, and
+ * re-exports them on its own /metrics under switchyard_agent_* names (never the engines' names,
+ * which would collide in Prometheus with a direct scrape of the engine).
+ */
+export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
+  const log = opts.log.child({ module: 'agent', nodeId: opts.nodeId });
+  const registry = new Registry();
+  const gauges = agentGauges(registry);
+  let lastEngine: EngineSample | undefined;
+  let lastGpus: GpuSample[] = [];
+  let gpuErrorLogged = false;
+  let draining = false;
+
+  const collect = async (): Promise<LoadReport> => {
+    const [gpu, engine] = await Promise.all([runNvidiaSmi(opts.exec), detectEngine(opts.engineUrl, fetchText)]);
+    if (gpu.error !== undefined && !gpuErrorLogged) log.warn({ code: gpu.error.code, err: gpu.error.message }, 'nvidia-smi failed');
+    gpuErrorLogged = gpu.error !== undefined;
+    lastGpus = gpu.gpus;
+    lastEngine = engine?.sample;
+    if (engine === undefined) log.debug('engine not answering');
+    return { timestamp_ms: Date.now(), gpus: gpu.gpus.map(toGpuStats), engine: toEngineStats(engine?.sample) };
+  };
+
+  // What the engine is and serves, for Hello (reports re-detect, so a restarted engine is seen).
+  const fetchText = opts.fetchText ?? defaultFetchText();
+  const detected = await detectEngine(opts.engineUrl, fetchText);
+  const models = await listModels(opts.engineUrl, fetchText);
+  const reporter = new AgentReporter({
+    target: opts.schedulerTarget,
+    hello: {
+      node_id: opts.nodeId, join_token: opts.joinToken, engine_kind: detected?.engine ?? 'unknown', engine_version: '',
+      models, agent_version: opts.version,
+    },
+    collect,
+    log,
+    onCommand: (cmd: SchedulerCommand) => {
+      if (cmd.drain) draining = true;
+      if (cmd.resume) draining = false;
+      if (cmd.drain || cmd.resume) log.info({ draining }, cmd.drain ? 'node drained by the operator' : 'node resumed');
+    },
+  });
+
+  const server: Server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(req.url === '/healthz' ? 200 : 404).end();
+      return;
+    }
+    gauges.update(lastGpus, lastEngine, reporter.connected, draining);
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(opts.metricsPort, opts.host, resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : opts.metricsPort;
+  const metricsUrl = `http://${opts.host}:${port}`;
+  reporter.start();
+  log.info({ url: metricsUrl, scheduler: opts.schedulerTarget, engineUrl: opts.engineUrl }, 'agent running');
+  return {
+    metricsUrl,
+    reporter,
+    async stop() {
+      reporter.stop();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** Model ids from the engine's OpenAI-compatible /v1/models; empty when it does not answer. */
+async function listModels(engineUrl: string, fetchText: FetchText): Promise<string[]> {
+  try {
+    const res = await fetchText(`${engineUrl.replace(/\/+$/, '')}/v1/models`);
+    const body = JSON.parse(res.body) as { data?: Array<{ id?: unknown }> };
+    return (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string');
+  } catch {
+    return [];
+  }
+}
+
+function toGpuStats(g: GpuSample): GpuStats {
+  const out: GpuStats = { index: g.index, uuid: g.uuid, name: g.name };
+  if (g.utilization !== null) out.utilization = g.utilization;
+  if (g.memoryUsedBytes !== null) out.memory_used_bytes = g.memoryUsedBytes;
+  if (g.memoryTotalBytes !== null) out.memory_total_bytes = g.memoryTotalBytes;
+  if (g.temperatureC !== null) out.temperature_celsius = g.temperatureC;
+  if (g.powerWatts !== null) out.power_watts = g.powerWatts;
+  return out;
+}
+
+function toEngineStats(e: EngineSample | undefined): NonNullable<LoadReport['engine']> {
+  const out: NonNullable<LoadReport['engine']> = { running_requests: e?.running ?? 0, waiting_requests: e?.waiting ?? 0 };
+  if (e?.kvCacheUsage != null) out.kv_cache_usage = e.kvCacheUsage;
+  if (e?.promptTokensTotal != null) out.prompt_tokens_total = e.promptTokensTotal;
+  if (e?.generationTokensTotal != null) out.generation_tokens_total = e.generationTokensTotal;
+  return out;
+}
+
+function agentGauges(registry: Registry) {
+  const registers = [registry];
+  const gpuLabels = ['gpu', 'uuid', 'name'] as const;
+  const util = new Gauge({ name: 'switchyard_agent_gpu_utilization_ratio', help: 'GPU utilisation 0-1 (absent when unknown).', labelNames: gpuLabels, registers });
+  const memUsed = new Gauge({ name: 'switchyard_agent_gpu_memory_used_bytes', help: 'GPU memory in use.', labelNames: gpuLabels, registers });
+  const memTotal = new Gauge({ name: 'switchyard_agent_gpu_memory_total_bytes', help: 'GPU memory in total.', labelNames: gpuLabels, registers });
+  const temp = new Gauge({ name: 'switchyard_agent_gpu_temperature_celsius', help: 'GPU temperature.', labelNames: gpuLabels, registers });
+  const power = new Gauge({ name: 'switchyard_agent_gpu_power_watts', help: 'GPU power draw.', labelNames: gpuLabels, registers });
+  const running = new Gauge({ name: 'switchyard_agent_engine_running_requests', help: 'Requests the engine is running.', registers });
+  const waiting = new Gauge({ name: 'switchyard_agent_engine_waiting_requests', help: 'Requests waiting inside the engine.', registers });
+  const kv = new Gauge({ name: 'switchyard_agent_engine_kv_cache_usage_ratio', help: 'KV-cache in use, 0-1.', registers });
+  const connected = new Gauge({ name: 'switchyard_agent_connected', help: '1 while the scheduler stream is up.', registers });
+  const drained = new Gauge({ name: 'switchyard_agent_draining', help: '1 while the operator has drained this node.', registers });
+  const set = (g: Gauge<'gpu' | 'uuid' | 'name'>, labels: Record<string, string>, v: number | null): void => {
+    if (v !== null) g.set(labels, v);
+  };
+  return {
+    update(gpus: readonly GpuSample[], engine: EngineSample | undefined, isConnected: boolean, isDraining: boolean): void {
+      for (const g of [util, memUsed, memTotal, temp, power]) g.reset();
+      for (const g of gpus) {
+        const labels = { gpu: String(g.index), uuid: g.uuid, name: g.name };
+        set(util, labels, g.utilization);
+        set(memUsed, labels, g.memoryUsedBytes);
+        set(memTotal, labels, g.memoryTotalBytes);
+        set(temp, labels, g.temperatureC);
+        set(power, labels, g.powerWatts);
+      }
+      running.reset();
+      waiting.reset();
+      kv.reset();
+      if (engine?.running != null) running.set(engine.running);
+      if (engine?.waiting != null) waiting.set(engine.waiting);
+      if (engine?.kvCacheUsage != null) kv.set(engine.kvCacheUsage);
+      connected.set(isConnected ? 1 : 0);
+      drained.set(isDraining ? 1 : 0);
+    },
+  };
+}
