@@ -4,6 +4,7 @@ import { gatewayCommand } from './commands/gateway.js';
 import { startCommand } from './commands/start.js';
 import { keysCommand } from './commands/keys.js';
 import { nodesCommand } from './commands/nodes.js';
+import { agentCommand } from './commands/agent.js';
 import { schedulerCommand } from './commands/scheduler.js';
 import { migrateCommand } from './commands/migrate.js';
 import { workerCommand } from './commands/worker.js';
@@ -18,7 +19,8 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<void>
   demo: { run: demoCommand, help: 'sims and one gateway per region as separate processes' },
   worker: { run: workerCommand, help: 'background consumers: writes buffered usage records to Postgres (needs REDIS_URL)' },
   migrate: { run: migrateCommand, help: 'apply database migrations (processes also apply them at start-up)' },
-  scheduler: { run: schedulerCommand, help: 'gRPC endpoint for node agents (join tokens from the node registry; in progress)' },
+  scheduler: { run: schedulerCommand, help: 'gRPC endpoint for node agents: join tokens, load reports to gateways, drain/resume' },
+  agent: { run: agentCommand, help: 'runs beside a model server on a GPU node: GPU and engine load to the scheduler (switchyard agent for flags)' },
   nodes: { run: nodesCommand, help: 'node registry over the admin API: nodes register|list|show|drain|resume|remove' },
   keys: { run: keysCommand, help: 'API keys over the admin API: keys create|list|revoke (switchyard keys for flags)' },
 };

@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/logger.js';
 import { AgentReporter } from '../../gpu-agent/reporter.js';
@@ -20,6 +23,7 @@ const reporters: AgentReporter[] = [];
 let gw: RunningProcess;
 let scheduler: RunningProcess;
 let slowSim: RunningProcess;
+let fakeGpuBin: string;
 const log = createLogger({ name: 'test', level: 'silent' });
 
 function cli(...args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -27,6 +31,13 @@ function cli(...args: string[]): { status: number | null; stdout: string; stderr
 }
 
 beforeAll(async () => {
+  // A fake nvidia-smi on PATH: two GPUs, the second with MIG-style [N/A] readings.
+  fakeGpuBin = mkdtempSync(join(tmpdir(), 'switchyard-fake-gpu-'));
+  writeFileSync(
+    join(fakeGpuBin, 'nvidia-smi'),
+    '#!/bin/sh\ncat <<EOF\n0, GPU-aaaa, NVIDIA H100 80GB HBM3, 81559, 1024, 37, 45, 120.5\n1, GPU-bbbb, NVIDIA H100 80GB HBM3, 81559, 2048, [N/A], 44, [Not Supported]\nEOF\n',
+  );
+  chmodSync(join(fakeGpuBin, 'nvidia-smi'), 0o755);
   const sim = await startSimProcess();
   started.push(sim);
   slowSim = await startSimProcess(['--models', 'live-model', '--tokens-per-second', '40', '--ttft-ms', '1']);
@@ -99,7 +110,7 @@ describe('node registry and agents', () => {
     await expect.poll(() => gone.reporter.lastError?.code, { timeout: 5000 }).toBe(16);
   });
 
-  it('a registered node gets traffic while its agent reports; drain keeps open streams; a silent agent makes it stale', async () => {
+  it('switchyard agent beside a sim (fake nvidia-smi on PATH): traffic while it reports; drain keeps open streams; a killed agent makes the node stale', async () => {
     const reg = JSON.parse(cli('register', '--id', 'gpu-live', '--region', 'eu', '--cluster', 'eu-a', '--url', slowSim.url, '--engine', 'vllm',
       '--models', 'live-model', '--tokens-per-second', '40', '--max-sequences', '8', '--json').stdout) as { join_token: string };
     const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -113,8 +124,19 @@ describe('node registry and agents', () => {
     };
     // Registered, but no agent yet: no fresh reports, no traffic.
     await expect.poll(served, { timeout: 5000 }).toBe(503);
-    const live = agent('gpu-live', reg.join_token);
+    const runAgent = () =>
+      startCli(['agent', '--scheduler', scheduler.url, '--node-id', 'gpu-live', '--join-token', reg.join_token, '--engine-url', slowSim.url, '--metrics-port', '0'],
+        'agent running', { PATH: `${fakeGpuBin}:${process.env['PATH'] ?? ''}` });
+    let agentProc = await runAgent();
     await expect.poll(served, { timeout: 5000 }).toBe('gpu-live');
+
+    // The agent's own /metrics: GPUs from nvidia-smi ([N/A] stays absent), engine load from the sim's vLLM metrics.
+    const metrics = await (await fetch(`${agentProc.url}/metrics`)).text();
+    expect(metrics).toMatch(/switchyard_agent_gpu_utilization_ratio\{gpu="0",uuid="GPU-aaaa",name="NVIDIA H100 80GB HBM3"\} 0.37/);
+    expect(metrics).not.toMatch(/switchyard_agent_gpu_utilization_ratio\{gpu="1"/);
+    expect(metrics).toMatch(/switchyard_agent_gpu_memory_total_bytes\{gpu="1",[^}]*\} 85520809984/);
+    expect(metrics).toMatch(/switchyard_agent_connected 1/);
+    expect(metrics).not.toMatch(/vllm:/);
 
     // An open stream survives the drain; new requests are refused.
     const stream = await client.chat.completions.create({ model: 'live-model', messages: [{ role: 'user', content: 'hi' }], max_tokens: 40, stream: true });
@@ -123,13 +145,15 @@ describe('node registry and agents', () => {
     let tokens = 0;
     for await (const chunk of stream) if (chunk.choices[0]?.delta.content) tokens++;
     expect(tokens).toBeGreaterThan(1);
+    await expect.poll(async () => (await (await fetch(`${agentProc.url}/metrics`)).text()).includes('switchyard_agent_draining 1'), { timeout: 5000 }).toBe(true);
     expect(cli('resume', 'gpu-live').status).toBe(0);
     await expect.poll(served, { timeout: 5000 }).toBe('gpu-live');
 
-    // The agent dies: within three report intervals the node is stale and gets nothing.
-    live.reporter.stop();
+    // The agent is killed: within three report intervals the node is stale and gets nothing.
+    await agentProc.stop();
     await expect.poll(served, { timeout: 5000 }).toBe(503);
-    agent('gpu-live', reg.join_token);
+    agentProc = await runAgent();
+    started.push(agentProc);
     await expect.poll(served, { timeout: 5000 }).toBe('gpu-live');
   });
 });
