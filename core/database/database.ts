@@ -29,30 +29,35 @@ const SCHEMA = /^[a-z_][a-z0-9_]{0,62}$/;
 /**
  * One bounded pg.Pool per process. With no DATABASE_URL, PGlite (Postgres compiled to WASM) is
  * started on `dataDir` and served over the Postgres wire protocol on a loopback port, so the very
- * same `pg` code runs on it. PGlite executes one query at a time; its socket server queues the
- * connections' queries (keeping a transaction's queries together), so several pool clients work.
+ * same `pg` code runs on it, through a pool of one client (see below).
  */
 export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const schema = opts.schema ?? 'public';
   if (!SCHEMA.test(schema)) throw new Error(`invalid schema name "${schema}"`);
   let embedded: { stop(): Promise<void> } | undefined;
-  let connection: pg.PoolConfig;
+  let pool: pg.Pool;
   if (opts.url !== undefined) {
-    connection = { connectionString: opts.url };
+    pool = new pg.Pool({
+      connectionString: opts.url,
+      max: opts.poolSize,
+      idleTimeoutMillis: 30_000,
+      connectionTimeoutMillis: 5_000,
+      // The search path is set per connection, so every query sees the configured schema.
+      options: `-c search_path=${schema}`,
+    });
   } else {
-    const started = await startEmbedded(opts.dataDir, opts.poolSize);
+    const started = await startEmbedded(opts.dataDir);
     embedded = started;
-    connection = { host: '127.0.0.1', port: started.port, user: 'postgres', database: 'postgres' };
+    // One client only: PGlite has a single session, and its socket server interleaves the
+    // protocol messages of concurrent connections when a query spans several TCP chunks (seen:
+    // "bind message supplies 2 parameters…", once a wrong row). Startup options are ignored by
+    // it, so the search path is set on the connection itself.
+    pool = new pg.Pool({ host: '127.0.0.1', port: started.port, user: 'postgres', database: 'postgres', max: 1, idleTimeoutMillis: 0 });
+    pool.on('connect', (client) => {
+      client.query(`SET search_path TO "${schema}", public`).catch(() => undefined);
+    });
     opts.log.info({ dataDir: opts.dataDir }, 'embedded Postgres (PGlite) started');
   }
-  const pool = new pg.Pool({
-    ...connection,
-    max: opts.poolSize,
-    idleTimeoutMillis: 30_000,
-    connectionTimeoutMillis: 5_000,
-    // The search path is set per connection, so every query sees the configured schema.
-    options: `-c search_path=${schema}`,
-  });
   // An idle client losing its server (Postgres restarted) emits here; unhandled, it would crash.
   pool.on('error', (err) => opts.log.warn({ err: err.message }, 'idle Postgres connection lost'));
   try {
@@ -75,13 +80,14 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   };
 }
 
-async function startEmbedded(dataDir: string, connections: number): Promise<{ port: number; stop(): Promise<void> }> {
+async function startEmbedded(dataDir: string): Promise<{ port: number; stop(): Promise<void> }> {
   await mkdir(dataDir, { recursive: true });
   // Loaded on demand: processes with DATABASE_URL never pay for the WASM module.
   const { PGlite } = await import('@electric-sql/pglite');
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
   const db = await PGlite.create(dataDir);
-  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: connections + 2 });
+  // Two: a reconnect may overlap the close of the previous connection.
+  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 2 });
   await server.start();
   const port = Number(server.getServerConn().split(':').pop());
   return {
