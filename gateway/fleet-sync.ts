@@ -26,7 +26,9 @@ export class FleetSync {
   async start(): Promise<void> {
     await this.live.subscribe((load) => {
       const node = this.fleet.nodes.get(load.nodeId);
-      if (node !== undefined) node.report = { running: load.running, waiting: load.waiting, kvCacheUsage: load.kvCacheUsage, atMs: load.atMs };
+      if (node === undefined) return;
+      node.report = { running: load.running, waiting: load.waiting, kvCacheUsage: load.kvCacheUsage, atMs: load.atMs };
+      if (load.learnedTokensPerSecond !== undefined && load.learnedTokensPerSecond > 0) node.learnedTokensPerSecond = load.learnedTokensPerSecond;
     });
     await this.sync();
     this.timer = setInterval(() => void this.sync(), this.pollMs);

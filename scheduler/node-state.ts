@@ -27,6 +27,13 @@ export class NodeState {
   draining = false;
   /** The agent's latest load report (registered nodes only). */
   report: EngineLoad | undefined;
+  /** Capacity learned by the scheduler from the agent's token counter; declared until then. */
+  learnedTokensPerSecond: number | undefined;
+
+  /** The capacity placement plans with: learned when known, else declared. */
+  get tokensPerSecond(): number {
+    return this.learnedTokensPerSecond ?? this.spec.tokensPerSecond;
+  }
 
   /**
    * @param requiresAgent registered nodes get traffic only while their agent's reports are fresh;

@@ -1,10 +1,17 @@
 import type { Logger } from '../core/logger.js';
 import type { LiveState } from '../core/storage/live-state.js';
+import cron from 'node-cron';
+import type { Database } from '../core/database/database.js';
 import type { NodeStore } from '../core/storage/node-store.js';
+import { CapacityLearner } from './capacity-learner.js';
 import { AgentService } from './agents/agent-service.js';
+
+export type NodeFreshness = 'fresh' | 'stale' | 'unhealthy';
 
 export interface SchedulerOptions {
   readonly nodes: NodeStore;
+  /** Capacity snapshots are written here (history for dashboards). */
+  readonly db: Database;
   readonly live: LiveState;
   readonly log: Logger;
   readonly host: string;
@@ -15,6 +22,12 @@ export interface SchedulerOptions {
 export interface SchedulerHandle {
   readonly port: number;
   readonly agents: AgentService;
+  readonly learner: CapacityLearner;
+  /** Node id → fresh | stale | unhealthy, as of the last sweep. */
+  readonly states: ReadonlyMap<string, NodeFreshness>;
+  /** The jobs node-cron runs, callable directly (tests, operators). */
+  sweep(): void;
+  snapshot(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -25,20 +38,38 @@ export interface SchedulerHandle {
  */
 export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerHandle> {
   const { nodes, live, log } = opts;
+  const learner = new CapacityLearner();
+  // Declared capacities of registered nodes (the learner's prior), refreshed with the registry.
+  const declared = new Map<string, { tokensPerSecond: number; maxSequences: number }>();
+  const remember = (n: { id: string; tokensPerSecond: number; maxSequences: number }): void => {
+    declared.set(n.id, { tokensPerSecond: n.tokensPerSecond, maxSequences: n.maxSequences });
+  };
   const agents = new AgentService({
     auth: { verify: (id, token) => nodes.verifyJoinToken(id, token) },
     log,
     reportIntervalMs: opts.reportIntervalMs,
-    initialCommands: async (id) => ((await nodes.get(id))?.draining === true ? [{ drain: {} }] : []),
+    initialCommands: async (id) => {
+      const node = await nodes.get(id);
+      if (node !== undefined) remember(node);
+      return node?.draining === true ? [{ drain: {} }] : [];
+    },
     onReport: (view) => {
       const r = view.lastReport;
       if (r === undefined) return;
+      const atMs = Date.now();
+      const prior = declared.get(view.nodeId);
+      const learned =
+        prior === undefined
+          ? undefined
+          : learner.observe(view.nodeId, prior, { generationTokensTotal: r.engine.generation_tokens_total, running: r.engine.running_requests, atMs });
       live.publish({
         nodeId: view.nodeId,
         running: r.engine.running_requests,
         waiting: r.engine.waiting_requests,
         kvCacheUsage: r.engine.kv_cache_usage,
-        atMs: Date.now(),
+        atMs,
+        // Sent once it rests on observations; until then gateways plan with the declared value.
+        learnedTokensPerSecond: learned !== undefined && learned.observations > 0 ? learned.tokensPerSecond : undefined,
       });
     },
   });
@@ -51,6 +82,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
       (changed) => {
         since = at;
         for (const node of changed) {
+          remember(node);
           const before = told.get(node.id) ?? false;
           told.set(node.id, node.draining);
           if (node.draining !== before) agents.send(node.id, node.draining ? { drain: {} } : { resume: {} });
@@ -59,13 +91,57 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
       (err: unknown) => log.warn({ err: (err as Error).message }, 'registry poll failed'),
     );
   }, 1000);
+  // Stale sweep: a node whose reports stopped is stale after 3 intervals (gateways stop routing
+  // to it on their own clock too) and unhealthy after 10 intervals or once disconnected.
+  const states = new Map<string, NodeFreshness>();
+  const sweep = (): void => {
+    const now = Date.now();
+    for (const view of agents.agents.values()) {
+      const age = now - (view.lastReport?.atMs ?? view.connectedAt);
+      const state: NodeFreshness = age > 10 * view.reportIntervalMs ? 'unhealthy' : age > 3 * view.reportIntervalMs ? 'stale' : 'fresh';
+      if (states.get(view.nodeId) !== state) log.info({ nodeId: view.nodeId, state, ageMs: age }, 'node freshness changed');
+      states.set(view.nodeId, state);
+    }
+    for (const id of states.keys()) if (!agents.agents.has(id)) states.set(id, 'unhealthy');
+  };
+  const snapshot = async (): Promise<number> => {
+    const rows = [...states.entries()].map(([id, state]) => {
+      const report = agents.agents.get(id)?.lastReport;
+      const learned = learner.learned(id);
+      return [id, state, declared.get(id)?.tokensPerSecond ?? null, learned?.tokensPerSecond ?? null, learned?.observations ?? 0,
+        report?.engine.running_requests ?? null, report?.engine.waiting_requests ?? null, report?.engine.kv_cache_usage ?? null];
+    });
+    if (rows.length === 0) return 0;
+    const cols = rows[0]?.map((_, i) => rows.map((r) => r[i])) ?? [];
+    const res = await opts.db.pool.query(
+      `INSERT INTO capacity_snapshots (node_id, taken_at, state, declared_tokens_per_second, learned_tokens_per_second,
+         observations, running_requests, waiting_requests, kv_cache_usage)
+       SELECT n, date_trunc('second', now()), s, d, l, o, r, w, k
+       FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::int[], $6::float8[], $7::float8[], $8::float8[]) AS t(n, s, d, l, o, r, w, k)
+       ON CONFLICT DO NOTHING`,
+      cols,
+    );
+    return res.rowCount ?? 0;
+  };
+  const jobs = [
+    cron.schedule('* * * * * *', sweep, { name: 'stale-sweep', noOverlap: true }),
+    cron.schedule('0 * * * * *', () => snapshot().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'capacity snapshot failed')), {
+      name: 'capacity-snapshot',
+      noOverlap: true,
+    }),
+  ];
   const port = await agents.start(opts.host, opts.port);
   log.info({ url: `${opts.host}:${port}`, port }, 'scheduler listening');
   return {
     port,
     agents,
+    learner,
+    states,
+    sweep,
+    snapshot,
     async stop() {
       clearInterval(poll);
+      await Promise.all(jobs.map((j) => j.destroy()));
       await agents.stop();
     },
   };

@@ -11,6 +11,7 @@ export async function schedulerCommand(argv: readonly string[]): Promise<void> {
   try {
     const scheduler = await startScheduler({
       nodes: services.nodeStore,
+      db: services.db,
       live: services.liveState,
       log: logger.child({ module: 'scheduler' }),
       host: settings.host,

@@ -42,6 +42,7 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
     }
     const scheduler = await startScheduler({
       nodes: services.nodeStore,
+      db: services.db,
       live: services.liveState,
       log: logger.child({ module: 'scheduler' }),
       host: settings.host,

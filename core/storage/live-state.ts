@@ -9,6 +9,8 @@ export interface LiveLoad {
   readonly kvCacheUsage: number | undefined;
   /** Scheduler's receive time, ms since the epoch (gateways judge freshness by it). */
   readonly atMs: number;
+  /** Capacity the scheduler has learned from the node's token counter (declared as prior). */
+  readonly learnedTokensPerSecond?: number | undefined;
 }
 
 /**

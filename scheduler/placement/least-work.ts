@@ -6,7 +6,7 @@ import { isEligible, type PlacementPolicy, type PlacementRequest } from './polic
  *
  * Regions are tried nearest first; a region is used while one of its eligible nodes has a free
  * sequence slot (in-flight below its declared `maxSequences`). Within the region the node with the
- * lowest (outstanding tokens + this request's cost) / declared tokens per second wins: the time the
+ * lowest (outstanding tokens + this request's cost) / tokens per second (learned, else declared) wins: the time the
  * node needs to drain its work, so a node with ten times the capacity takes ten times the load.
  * When every region is full, the least-loaded node of the nearest region that has any eligible node
  * takes the request (it waits in the engine; the admission queue comes with the capacity scheduler).
@@ -23,7 +23,7 @@ export class LeastWorkPolicy implements PlacementPolicy {
       let bestAnyScore = Infinity;
       for (const node of hop.nodes) {
         if (!isEligible(node, req)) continue;
-        const score = ((node.outstandingTokens + req.costTokens) / node.spec.tokensPerSecond) * node.loadFactor();
+        const score = ((node.outstandingTokens + req.costTokens) / node.tokensPerSecond) * node.loadFactor();
         if (score < bestAnyScore) {
           bestAny = node;
           bestAnyScore = score;

@@ -112,6 +112,12 @@ function nodeJson(r: NodeRecord, fleet: Fleet): Record<string, unknown> {
     live:
       state === undefined
         ? null
-        : { healthy: state.isAvailable(now), fresh: state.isFresh(now), inflight: state.inflight, report: state.report ?? null },
+        : {
+            healthy: state.isAvailable(now),
+            fresh: state.isFresh(now),
+            inflight: state.inflight,
+            report: state.report ?? null,
+            learnedTokensPerSecond: state.learnedTokensPerSecond ?? null,
+          },
   };
 }
