@@ -1,9 +1,12 @@
+import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { Gauge, Registry } from 'prom-client';
 import type { Logger } from '../core/logger.js';
 import type { GpuStats, LoadReport, SchedulerCommand } from '../proto/agent-protocol.js';
 import { defaultFetchText, detectEngine, type FetchText } from './probes/detect.js';
+import { dcgmGpuSamples } from './probes/dcgm.js';
 import { runNvidiaSmi, type ExecFile } from './probes/nvidia-smi.js';
+import { parsePromText } from './probes/prom-text.js';
 import type { EngineSample, GpuSample } from './probes/types.js';
 import { AgentReporter } from './reporter.js';
 
@@ -18,6 +21,10 @@ export interface AgentOptions {
   readonly metricsPort: number;
   readonly log: Logger;
   readonly version: string;
+  /** Read GPUs from this DCGM exporter's /metrics instead of running nvidia-smi. */
+  readonly dcgmUrl?: string | undefined;
+  /** PEM files: trust this CA for the scheduler's TLS (absent: plaintext). */
+  readonly tlsCaFile?: string | undefined;
   readonly exec?: ExecFile;
   readonly fetchText?: FetchText;
 }
@@ -43,9 +50,19 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   let gpuErrorLogged = false;
   let draining = false;
 
+  const readGpus = async (): Promise<{ gpus: GpuSample[]; error: { code: string; message: string } | undefined }> => {
+    if (opts.dcgmUrl === undefined) return runNvidiaSmi(opts.exec);
+    try {
+      const res = await fetchText(opts.dcgmUrl);
+      if (res.status !== 200) return { gpus: [], error: { code: 'dcgm_http', message: `DCGM exporter answered HTTP ${res.status}` } };
+      return { gpus: dcgmGpuSamples(parsePromText(res.body)), error: undefined };
+    } catch (err) {
+      return { gpus: [], error: { code: 'dcgm_unreachable', message: (err as Error).message } };
+    }
+  };
   const collect = async (): Promise<LoadReport> => {
-    const [gpu, engine] = await Promise.all([runNvidiaSmi(opts.exec), detectEngine(opts.engineUrl, fetchText)]);
-    if (gpu.error !== undefined && !gpuErrorLogged) log.warn({ code: gpu.error.code, err: gpu.error.message }, 'nvidia-smi failed');
+    const [gpu, engine] = await Promise.all([readGpus(), detectEngine(opts.engineUrl, fetchText)]);
+    if (gpu.error !== undefined && !gpuErrorLogged) log.warn({ code: gpu.error.code, err: gpu.error.message }, 'reading the GPUs failed');
     gpuErrorLogged = gpu.error !== undefined;
     lastGpus = gpu.gpus;
     lastEngine = engine?.sample;
@@ -59,6 +76,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   const models = await listModels(opts.engineUrl, fetchText);
   const reporter = new AgentReporter({
     target: opts.schedulerTarget,
+    ...(opts.tlsCaFile === undefined ? {} : { tlsCa: await readFile(opts.tlsCaFile) }),
     hello: {
       node_id: opts.nodeId, join_token: opts.joinToken, engine_kind: detected?.engine ?? 'unknown', engine_version: '',
       models, agent_version: opts.version,

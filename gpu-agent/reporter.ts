@@ -13,6 +13,8 @@ export interface ReporterOptions {
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
   readonly random?: () => number;
+  /** PEM of the CA that signed the scheduler's certificate: the stream then uses TLS. */
+  readonly tlsCa?: Buffer;
 }
 
 type Call = grpc.ClientDuplexStream<AgentMessage, SchedulerCommand>;
@@ -37,7 +39,8 @@ export class AgentReporter {
 
   constructor(private readonly opts: ReporterOptions) {
     const { Client } = agentService();
-    this.client = new Client(opts.target, grpc.credentials.createInsecure(), {
+    const credentials = opts.tlsCa === undefined ? grpc.credentials.createInsecure() : grpc.credentials.createSsl(opts.tlsCa);
+    this.client = new Client(opts.target, credentials, {
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,

@@ -17,6 +17,7 @@ export interface SchedulerOptions {
   readonly host: string;
   readonly port: number;
   readonly reportIntervalMs: number;
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
 }
 
 export interface SchedulerHandle {
@@ -48,6 +49,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
     auth: { verify: (id, token) => nodes.verifyJoinToken(id, token) },
     log,
     reportIntervalMs: opts.reportIntervalMs,
+    tls: opts.tls,
     initialCommands: async (id) => {
       const node = await nodes.get(id);
       if (node !== undefined) remember(node);

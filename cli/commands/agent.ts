@@ -4,9 +4,11 @@ import { packageVersion } from '../../core/version.js';
 import { startAgent } from '../../gpu-agent/agent.js';
 import { UsageError, waitForSignal } from '../run-command.js';
 
-const HELP = `usage: switchyard agent --scheduler HOST:PORT --node-id ID --join-token TOKEN --engine-url URL [--metrics-port 9400] [--host 127.0.0.1]
+const HELP = `usage: switchyard agent --scheduler HOST:PORT --node-id ID --join-token TOKEN --engine-url URL
+         [--metrics-port 9400] [--host 127.0.0.1] [--dcgm-url http://…/metrics] [--tls-ca ca.pem]
   environment: SWITCHYARD_SCHEDULER_URL, SWITCHYARD_NODE_ID, SWITCHYARD_JOIN_TOKEN, SWITCHYARD_ENGINE_URL,
-               SWITCHYARD_AGENT_METRICS_PORT, SWITCHYARD_HOST, SWITCHYARD_LOG_LEVEL`;
+               SWITCHYARD_AGENT_METRICS_PORT, SWITCHYARD_HOST, SWITCHYARD_DCGM_URL, SWITCHYARD_GRPC_TLS_CA, SWITCHYARD_LOG_LEVEL
+  GPUs: nvidia-smi (none on a machine without it), or a DCGM exporter with --dcgm-url.`;
 
 /** `switchyard agent`: runs beside a model server on a GPU node and reports its load. */
 export async function agentCommand(argv: readonly string[]): Promise<void> {
@@ -17,6 +19,7 @@ export async function agentCommand(argv: readonly string[]): Promise<void> {
       options: {
         scheduler: { type: 'string' }, 'node-id': { type: 'string' }, 'join-token': { type: 'string' }, 'engine-url': { type: 'string' },
         'metrics-port': { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' },
+        'dcgm-url': { type: 'string' }, 'tls-ca': { type: 'string' },
       },
     }));
   } catch (err) {
@@ -44,6 +47,8 @@ export async function agentCommand(argv: readonly string[]): Promise<void> {
     metricsPort,
     log: logger,
     version: packageVersion(),
+    dcgmUrl: values['dcgm-url'] ?? env['SWITCHYARD_DCGM_URL'],
+    tlsCaFile: values['tls-ca'] ?? env['SWITCHYARD_GRPC_TLS_CA'],
   });
   const signal = await waitForSignal();
   logger.info({ signal }, 'shutting down');

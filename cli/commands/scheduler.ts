@@ -1,5 +1,6 @@
 import { createLogger } from '../../core/logger.js';
 import { startScheduler } from '../../scheduler/scheduler-service.js';
+import { loadTls } from '../tls.js';
 import { settingsFromArgv, waitForSignal } from '../run-command.js';
 import { openServices } from '../services.js';
 
@@ -17,6 +18,7 @@ export async function schedulerCommand(argv: readonly string[]): Promise<void> {
       host: settings.host,
       port: settings.schedulerPort,
       reportIntervalMs: settings.reportIntervalMs,
+      tls: await loadTls(settings),
     });
     const signal = await waitForSignal();
     logger.info({ signal }, 'shutting down');

@@ -4,6 +4,7 @@ import { resolveRegion, startGateway } from '../../gateway/main.js';
 import { DEFAULT_SIM_OPTIONS } from '../../sim/sim-options.js';
 import { startSim, type SimServer } from '../../sim/sim-server.js';
 import { startScheduler } from '../../scheduler/scheduler-service.js';
+import { loadTls } from '../tls.js';
 import { settingsFromArgv, waitForSignal } from '../run-command.js';
 import { openServices, startUsageFlusher } from '../services.js';
 
@@ -48,6 +49,7 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
       host: settings.host,
       port: settings.schedulerPort,
       reportIntervalMs: settings.reportIntervalMs,
+      tls: await loadTls(settings),
     });
     stopScheduler = () => scheduler.stop();
     const gateway = await startGateway({ settings, topology, logger, services });

@@ -41,6 +41,9 @@ export interface Settings {
   /** The scheduler's gRPC port for node agents. */
   readonly schedulerPort: number;
   readonly reportIntervalMs: number;
+  /** PEM files for the scheduler's gRPC TLS; both unset: plaintext (inside a trusted network). */
+  readonly grpcTlsCert: string | undefined;
+  readonly grpcTlsKey: string | undefined;
 }
 
 type Kind = 'string' | 'port' | 'int' | 'level' | 'auth' | 'failure' | 'secret';
@@ -86,6 +89,8 @@ export const KNOBS: readonly Knob[] = [
   { key: 'usageFlushIntervalMs', env: 'SWITCHYARD_USAGE_FLUSH_INTERVAL_MS', flag: 'usage-flush-interval-ms', kind: 'int', def: 1000, min: 10, doc: 'how often usage records are written to Postgres in batches, ms' },
   { key: 'schedulerPort', env: 'SWITCHYARD_SCHEDULER_PORT', flag: 'scheduler-port', kind: 'port', def: 50051, doc: 'gRPC port of `switchyard scheduler` for node agents (0 picks a free one)' },
   { key: 'reportIntervalMs', env: 'SWITCHYARD_REPORT_INTERVAL_MS', flag: 'report-interval-ms', kind: 'int', def: 1000, min: 100, doc: 'how often agents report load, ms (sent to them in Welcome)' },
+  { key: 'grpcTlsCert', env: 'SWITCHYARD_GRPC_TLS_CERT', flag: 'grpc-tls-cert', kind: 'string', def: undefined, doc: 'PEM certificate chain of the scheduler gRPC endpoint (with --grpc-tls-key: TLS on)' },
+  { key: 'grpcTlsKey', env: 'SWITCHYARD_GRPC_TLS_KEY', flag: 'grpc-tls-key', kind: 'string', def: undefined, doc: 'PEM private key of the scheduler gRPC endpoint' },
   { key: 'defaultMaxTokens', env: 'SWITCHYARD_DEFAULT_MAX_TOKENS', flag: 'default-max-tokens', kind: 'int', def: 512, min: 1, doc: 'output tokens assumed for routing when a request sets no max_tokens' },
 ];
 
@@ -110,6 +115,9 @@ export function loadSettings(env: NodeJS.ProcessEnv, flags: FlagValues = {}): Se
     else out[knob.key] = parsed;
   }
   if (out['auth'] === undefined) out['auth'] = isLoopback(String(out['host'])) ? 'none' : 'keys';
+  if ((out['grpcTlsCert'] === undefined) !== (out['grpcTlsKey'] === undefined)) {
+    problems.push({ path: 'SWITCHYARD_GRPC_TLS_CERT', message: 'set both SWITCHYARD_GRPC_TLS_CERT and SWITCHYARD_GRPC_TLS_KEY, or neither' });
+  }
   if (problems.length > 0) throw new ConfigError('settings', problems);
   return Object.freeze(out) as unknown as Settings;
 }

@@ -29,6 +29,8 @@ export interface AgentServiceOptions {
   readonly onReport?: (view: AgentView) => void;
   readonly onRejected?: (reason: string) => void;
   readonly onClamped?: (field: string) => void;
+  /** PEM certificate chain and key: the endpoint then serves TLS only. */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
   /** Commands that bring a newly connected agent up to date (e.g. Drain for a draining node). */
   readonly initialCommands?: (nodeId: string) => Promise<SchedulerCommand[]>;
 }
@@ -63,10 +65,15 @@ export class AgentService {
     });
     server.addService(agentService().service, { Connect: (stream: Stream) => this.connect(stream) });
     const bound = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      server.bindAsync(`${host}:${port}`, this.credentials(), (err, p) => (err ? reject(err) : resolve(p))),
     );
     this.server = server;
     return bound;
+  }
+
+  private credentials(): grpc.ServerCredentials {
+    const tls = this.opts.tls;
+    return tls === undefined ? grpc.ServerCredentials.createInsecure() : grpc.ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }]);
   }
 
   /** Sends a command to a connected agent; false when it is not connected. */

@@ -1,4 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -6,6 +11,7 @@ import { createLogger } from '../../core/logger.js';
 import { agentService, type AgentMessage, type LoadReport, type SchedulerCommand } from '../../proto/agent-protocol.js';
 import { AgentService, type AgentView } from '../../scheduler/agents/agent-service.js';
 import { AgentReporter } from '../../gpu-agent/reporter.js';
+import { startAgent } from '../../gpu-agent/agent.js';
 
 const log = createLogger({ name: 'test', level: 'silent' });
 const TOKENS = new Map([['node-a', 'secret-a']]);
@@ -139,5 +145,44 @@ describe('agent protocol', () => {
     await once(second.events, 'report');
     expect(reporter.connected).toBe(true);
     expect(collected).toBeGreaterThan(2);
+  });
+});
+
+describe('agent protocol over TLS, and the agent with a DCGM exporter', () => {
+  it('an agent that trusts the CA connects; a plaintext one cannot', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-tls-'));
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
+      '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { encoding: 'utf8' });
+    expect(made.status).toBe(0);
+    const cert = readFileSync(join(dir, 'cert.pem'));
+    const { port, events } = await scheduler(0, { tls: { cert, key: readFileSync(join(dir, 'key.pem')) } });
+    const secure = new AgentReporter({ target: `127.0.0.1:${port}`, hello: hello(), log, collect: async () => report(), tlsCa: cert });
+    open.push(secure);
+    secure.start();
+    await once(events, 'report');
+    const plain = rawCall(port);
+    plain.write({ hello: hello() });
+    const [err] = (await once(plain, 'error')) as [grpc.ServiceError];
+    expect(err.code).toBe(grpc.status.UNAVAILABLE);
+  });
+
+  it('reads the GPUs from a DCGM exporter when told to', async () => {
+    const dcgm = createServer((_req, res) => res.end(readFileSync('test/fixtures/probes/dcgm.prom')));
+    dcgm.listen(0, '127.0.0.1');
+    await once(dcgm, 'listening');
+    open.push({ stop: () => new Promise((r) => dcgm.close(r)) });
+    const dcgmPort = (dcgm.address() as { port: number }).port;
+    const { port, events } = await scheduler();
+    const agent = await startAgent({
+      schedulerTarget: `127.0.0.1:${port}`, nodeId: 'node-a', joinToken: 'secret-a', engineUrl: 'http://127.0.0.1:9', host: '127.0.0.1',
+      metricsPort: 0, log, version: 'test', dcgmUrl: `http://127.0.0.1:${dcgmPort}/metrics`,
+    });
+    open.push(agent);
+    const [view] = (await once(events, 'report')) as [AgentView];
+    expect(view.lastReport?.gpus.length).toBeGreaterThan(0);
+    expect(view.lastReport?.gpus[0]?.utilization).toBeGreaterThanOrEqual(0);
+    expect(view.lastReport?.engine.running_requests).toBe(0); // no engine answering: nothing invented
+    const metrics = await (await fetch(`${agent.metricsUrl}/metrics`)).text();
+    expect(metrics).toMatch(/switchyard_agent_gpu_memory_total_bytes\{gpu="0"/);
   });
 });
