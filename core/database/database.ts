@@ -1,4 +1,5 @@
-import { mkdir } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import pg from 'pg';
 
 export interface Database {
@@ -82,6 +83,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
 
 async function startEmbedded(dataDir: string): Promise<{ port: number; stop(): Promise<void> }> {
   await mkdir(dataDir, { recursive: true });
+  const releaseLock = await lockDataDir(dataDir);
   // Loaded on demand: processes with DATABASE_URL never pay for the WASM module.
   const { PGlite } = await import('@electric-sql/pglite');
   const { PGLiteSocketServer } = await import('@electric-sql/pglite-socket');
@@ -95,6 +97,40 @@ async function startEmbedded(dataDir: string): Promise<{ port: number; stop(): P
     async stop() {
       await server.stop();
       await db.close();
+      await releaseLock();
     },
   };
+}
+
+/**
+ * PGlite has no lock of its own: two processes on one data directory would corrupt it. A lock
+ * file holding the owner's pid refuses a second opener; one left by a dead process is taken over.
+ */
+async function lockDataDir(dataDir: string): Promise<() => Promise<void>> {
+  const path = join(dataDir, 'switchyard.lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(path, 'wx');
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return () => rm(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
+        throw new Error(`the embedded database in ${dataDir} is in use by process ${owner}; stop it, or set SWITCHYARD_DATA_DIR or DATABASE_URL`);
+      }
+      await rm(path, { force: true }); // stale: its owner is gone
+    }
+  }
+  throw new Error(`cannot lock ${dataDir}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }

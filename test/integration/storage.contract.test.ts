@@ -173,3 +173,23 @@ describe('UsageFlusher', () => {
     expect(await buffer.size()).toBe(0);
   });
 });
+
+describe('embedded database lock', () => {
+  it('a second process-level open of the same data directory is refused while the first holds it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'switchyard-pglite-'));
+    const first = await openDatabase({ dataDir: dir, poolSize: 1, log });
+    try {
+      // Same process, so fake another live owner: the parent process of this test run.
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(join(dir, 'switchyard.lock'), String(process.ppid));
+      await expect(openDatabase({ dataDir: dir, poolSize: 1, log })).rejects.toThrow(/in use by process/);
+    } finally {
+      await first.close();
+    }
+    // A lock left by a dead process is taken over.
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(dir, 'switchyard.lock'), '999999');
+    const again = await openDatabase({ dataDir: dir, poolSize: 1, log });
+    await again.close();
+  }, 60_000);
+});
