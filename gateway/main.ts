@@ -2,7 +2,7 @@ import type { Settings } from '../core/config/settings.js';
 import type { RegionSpec, Topology } from '../core/config/topology.js';
 import { ConfigError } from '../core/config/config-error.js';
 import type { Logger } from '../core/logger.js';
-import { createRegistry } from '../core/metrics.js';
+import { createRegistry, type Registry } from '../core/metrics.js';
 import { packageVersion } from '../core/version.js';
 import { Fleet } from '../scheduler/fleet.js';
 import { LeastWorkPolicy } from '../scheduler/placement/least-work.js';
@@ -47,6 +47,8 @@ export interface GatewayOptions {
   readonly logger: Logger;
   readonly services: GatewayServices;
   readonly policy?: PlacementPolicy;
+  /** The process's registry when other components share it (`switchyard start`). */
+  readonly registry?: Registry;
 }
 
 /** The gateway's own region: SWITCHYARD_REGION, else the first of regions.yaml. Checked before anything starts. */
@@ -68,7 +70,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const log = logger.child({ module: 'gateway', region: region.id });
   // A registered node whose agent has not reported for three intervals gets no traffic.
   const fleet = new Fleet(topology, 3 * settings.reportIntervalMs);
-  const registry = createRegistry('gateway', packageVersion());
+  const registry = opts.registry ?? createRegistry('gateway', packageVersion());
   const metrics = new GatewayMetrics(registry, fleet);
   const pools = new UpstreamPools(fleet, settings);
   const health = new NodeHealth(fleet, pools, settings, log.child({ module: 'node-health' }));

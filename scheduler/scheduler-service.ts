@@ -1,12 +1,37 @@
 import type { Logger } from '../core/logger.js';
 import type { LiveState } from '../core/storage/live-state.js';
 import cron from 'node-cron';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Database } from '../core/database/database.js';
 import type { NodeStore } from '../core/storage/node-store.js';
 import { CapacityLearner } from './capacity-learner.js';
 import { AgentService } from './agents/agent-service.js';
 
 export type NodeFreshness = 'fresh' | 'stale' | 'unhealthy';
+
+function schedulerMetrics(registry: Registry) {
+  const registers = [registry];
+  return {
+    rejected: new Counter({
+      name: 'switchyard_agent_connections_rejected_total',
+      help: 'Agent streams refused, by reason (unauthenticated, no_hello, hello_timeout, auth_error).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    clamped: new Counter({
+      name: 'switchyard_agent_report_values_clamped_total',
+      help: 'Report values the scheduler did not believe (clamped or dropped), by field.',
+      labelNames: ['field'],
+      registers,
+    }),
+    nodes: new Gauge({
+      name: 'switchyard_scheduler_nodes',
+      help: 'Agent-reporting nodes by freshness (fresh, stale, unhealthy) as of the last sweep.',
+      labelNames: ['state'],
+      registers,
+    }),
+  };
+}
 
 export interface SchedulerOptions {
   readonly nodes: NodeStore;
@@ -18,6 +43,8 @@ export interface SchedulerOptions {
   readonly port: number;
   readonly reportIntervalMs: number;
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
+  /** Where the scheduler's metrics go (the process's one registry). */
+  readonly registry: Registry;
 }
 
 export interface SchedulerHandle {
@@ -39,6 +66,7 @@ export interface SchedulerHandle {
  */
 export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerHandle> {
   const { nodes, live, log } = opts;
+  const metrics = schedulerMetrics(opts.registry);
   const learner = new CapacityLearner();
   // Declared capacities of registered nodes (the learner's prior), refreshed with the registry.
   const declared = new Map<string, { tokensPerSecond: number; maxSequences: number }>();
@@ -50,6 +78,8 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
     log,
     reportIntervalMs: opts.reportIntervalMs,
     tls: opts.tls,
+    onRejected: (reason) => metrics.rejected.inc({ reason }),
+    onClamped: (field) => metrics.clamped.inc({ field: field.replace(/\[\d+\]/, '[]') }),
     initialCommands: async (id) => {
       const node = await nodes.get(id);
       if (node !== undefined) remember(node);
@@ -105,6 +135,8 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
       states.set(view.nodeId, state);
     }
     for (const id of states.keys()) if (!agents.agents.has(id)) states.set(id, 'unhealthy');
+    metrics.nodes.reset();
+    for (const state of states.values()) metrics.nodes.inc({ state });
   };
   const snapshot = async (): Promise<number> => {
     const rows = [...states.entries()].map(([id, state]) => {

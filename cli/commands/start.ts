@@ -1,5 +1,7 @@
 import { loadRegionsFile } from '../../core/config/load-regions.js';
 import { createLogger } from '../../core/logger.js';
+import { createRegistry } from '../../core/metrics.js';
+import { packageVersion } from '../../core/version.js';
 import { resolveRegion, startGateway } from '../../gateway/main.js';
 import { DEFAULT_SIM_OPTIONS } from '../../sim/sim-options.js';
 import { startSim, type SimServer } from '../../sim/sim-server.js';
@@ -22,6 +24,8 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
   const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
   const sims: SimServer[] = [];
   const services = await openServices(settings, logger);
+  // One registry for the one process: the gateway's /metrics shows the scheduler's too.
+  const registry = createRegistry('start', packageVersion());
   const flusher = startUsageFlusher(services, settings, logger);
   let stopScheduler: (() => Promise<void>) | undefined;
   try {
@@ -50,9 +54,10 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
       port: settings.schedulerPort,
       reportIntervalMs: settings.reportIntervalMs,
       tls: await loadTls(settings),
+      registry,
     });
     stopScheduler = () => scheduler.stop();
-    const gateway = await startGateway({ settings, topology, logger, services });
+    const gateway = await startGateway({ settings, topology, logger, services, registry });
     process.stdout.write(`\nSwitchyard is up: ${gateway.url}/v1  (Ctrl-C stops it)\n\n`);
     const signal = await waitForSignal();
     logger.info({ signal }, 'shutting down');

@@ -44,7 +44,7 @@ beforeAll(async () => {
   started.push(slowSim);
   gw = await startGatewayProcess(regionsYaml([{ id: 'eu', nodes: [{ id: 'static-1', url: sim.url }] }]), [], env);
   started.push(gw);
-  scheduler = await startCli(['scheduler', '--scheduler-port', '0'], 'scheduler listening', env);
+  scheduler = await startCli(['scheduler', '--scheduler-port', '0', '--port', '0'], 'scheduler listening', env);
   started.push(scheduler);
 });
 

@@ -7,19 +7,21 @@ import { PgNodeStore } from '../../core/storage/node-store.js';
 import { AgentReporter } from '../../gpu-agent/reporter.js';
 import { startScheduler, type SchedulerHandle } from '../../scheduler/scheduler-service.js';
 import { dropSchema, PG_URL, uniqueName } from '../helpers/services.js';
+import { Registry } from 'prom-client';
 
 const log = createLogger({ name: 'test', level: 'silent' });
 const schema = uniqueName('sy_sched');
 let db: Database;
 let scheduler: SchedulerHandle;
 const loads: LiveLoad[] = [];
+const registry = new Registry();
 
 beforeAll(async () => {
   db = await openDatabase({ url: PG_URL, dataDir: '/nonexistent', poolSize: 2, schema, log });
   await migrate(db);
   const live = new MemoryLiveState();
   await live.subscribe((l) => loads.push(l));
-  scheduler = await startScheduler({ nodes: new PgNodeStore(db), db, live, log, host: '127.0.0.1', port: 0, reportIntervalMs: 100 });
+  scheduler = await startScheduler({ nodes: new PgNodeStore(db), db, live, log, host: '127.0.0.1', port: 0, reportIntervalMs: 100, registry });
 });
 
 afterAll(async () => {
@@ -54,6 +56,7 @@ describe('scheduler jobs', () => {
     await expect.poll(() => (scheduler.sweep(), scheduler.states.get('busy-1')), { timeout: 5000 }).toBe('unhealthy');
     await new Promise((r) => setTimeout(r, 1000)); // snapshots are keyed by the second
     expect(await scheduler.snapshot()).toBe(1);
+    expect(await registry.getSingleMetricAsString('switchyard_scheduler_nodes')).toMatch(/switchyard_scheduler_nodes\{state="unhealthy"\} 1/);
     const rows = await db.pool.query('SELECT state, declared_tokens_per_second, learned_tokens_per_second, observations FROM capacity_snapshots ORDER BY taken_at');
     expect(rows.rows.map((r: { state: string }) => r.state)).toEqual(['fresh', 'unhealthy']);
     expect(rows.rows[0]).toMatchObject({ declared_tokens_per_second: 1000 });
