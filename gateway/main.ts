@@ -68,8 +68,8 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const { settings, topology, logger } = opts;
   const region = resolveRegion(settings, topology);
   const log = logger.child({ module: 'gateway', region: region.id });
-  // A registered node whose agent has not reported for three intervals gets no traffic.
-  const fleet = new Fleet(topology, 3 * settings.reportIntervalMs);
+  // A registered node whose agent has not reported for `staleAfterIntervals` gets no traffic.
+  const fleet = new Fleet(topology, settings.staleAfterIntervals * settings.reportIntervalMs);
   const registry = opts.registry ?? createRegistry('gateway', packageVersion());
   const metrics = new GatewayMetrics(registry, fleet);
   const pools = new UpstreamPools(fleet, settings);

@@ -42,6 +42,8 @@ export interface SchedulerOptions {
   readonly host: string;
   readonly port: number;
   readonly reportIntervalMs: number;
+  readonly staleAfterIntervals?: number;
+  readonly unhealthyAfterIntervals?: number;
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
   /** Where the scheduler's metrics go (the process's one registry). */
   readonly registry: Registry;
@@ -123,14 +125,17 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
       (err: unknown) => log.warn({ err: (err as Error).message }, 'registry poll failed'),
     );
   }, 1000);
-  // Stale sweep: a node whose reports stopped is stale after 3 intervals (gateways stop routing
-  // to it on their own clock too) and unhealthy after 10 intervals or once disconnected.
+  // Stale sweep: a node whose reports stopped is stale after `staleAfter` intervals (gateways stop
+  // routing to it on their own clock too) and unhealthy after `unhealthyAfter` or once disconnected.
   const states = new Map<string, NodeFreshness>();
+  const staleAfter = opts.staleAfterIntervals ?? 3;
+  const unhealthyAfter = opts.unhealthyAfterIntervals ?? 10;
   const sweep = (): void => {
     const now = Date.now();
     for (const view of agents.agents.values()) {
       const age = now - (view.lastReport?.atMs ?? view.connectedAt);
-      const state: NodeFreshness = age > 10 * view.reportIntervalMs ? 'unhealthy' : age > 3 * view.reportIntervalMs ? 'stale' : 'fresh';
+      const state: NodeFreshness =
+        age > unhealthyAfter * view.reportIntervalMs ? 'unhealthy' : age > staleAfter * view.reportIntervalMs ? 'stale' : 'fresh';
       if (states.get(view.nodeId) !== state) log.info({ nodeId: view.nodeId, state, ageMs: age }, 'node freshness changed');
       states.set(view.nodeId, state);
     }

@@ -22,6 +22,8 @@ export async function schedulerCommand(argv: readonly string[]): Promise<void> {
       host: settings.host,
       port: settings.schedulerPort,
       reportIntervalMs: settings.reportIntervalMs,
+      staleAfterIntervals: settings.staleAfterIntervals,
+      unhealthyAfterIntervals: settings.unhealthyAfterIntervals,
       tls: await loadTls(settings),
       registry,
     });

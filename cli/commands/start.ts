@@ -53,6 +53,8 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
       host: settings.host,
       port: settings.schedulerPort,
       reportIntervalMs: settings.reportIntervalMs,
+      staleAfterIntervals: settings.staleAfterIntervals,
+      unhealthyAfterIntervals: settings.unhealthyAfterIntervals,
       tls: await loadTls(settings),
       registry,
     });

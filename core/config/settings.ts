@@ -41,6 +41,9 @@ export interface Settings {
   /** The scheduler's gRPC port for node agents. */
   readonly schedulerPort: number;
   readonly reportIntervalMs: number;
+  /** Missed report intervals after which a node is stale (no traffic) and then unhealthy. */
+  readonly staleAfterIntervals: number;
+  readonly unhealthyAfterIntervals: number;
   /** PEM files for the scheduler's gRPC TLS; both unset: plaintext (inside a trusted network). */
   readonly grpcTlsCert: string | undefined;
   readonly grpcTlsKey: string | undefined;
@@ -89,6 +92,8 @@ export const KNOBS: readonly Knob[] = [
   { key: 'usageFlushIntervalMs', env: 'SWITCHYARD_USAGE_FLUSH_INTERVAL_MS', flag: 'usage-flush-interval-ms', kind: 'int', def: 1000, min: 10, doc: 'how often usage records are written to Postgres in batches, ms' },
   { key: 'schedulerPort', env: 'SWITCHYARD_SCHEDULER_PORT', flag: 'scheduler-port', kind: 'port', def: 50051, doc: 'gRPC port of `switchyard scheduler` for node agents (0 picks a free one)' },
   { key: 'reportIntervalMs', env: 'SWITCHYARD_REPORT_INTERVAL_MS', flag: 'report-interval-ms', kind: 'int', def: 1000, min: 100, doc: 'how often agents report load, ms (sent to them in Welcome)' },
+  { key: 'staleAfterIntervals', env: 'SWITCHYARD_STALE_AFTER_INTERVALS', flag: 'stale-after-intervals', kind: 'int', def: 3, min: 1, doc: 'missed report intervals after which a registered node is stale and gets no traffic' },
+  { key: 'unhealthyAfterIntervals', env: 'SWITCHYARD_UNHEALTHY_AFTER_INTERVALS', flag: 'unhealthy-after-intervals', kind: 'int', def: 10, min: 1, doc: 'missed report intervals after which the scheduler marks a node unhealthy' },
   { key: 'grpcTlsCert', env: 'SWITCHYARD_GRPC_TLS_CERT', flag: 'grpc-tls-cert', kind: 'string', def: undefined, doc: 'PEM certificate chain of the scheduler gRPC endpoint (with --grpc-tls-key: TLS on)' },
   { key: 'grpcTlsKey', env: 'SWITCHYARD_GRPC_TLS_KEY', flag: 'grpc-tls-key', kind: 'string', def: undefined, doc: 'PEM private key of the scheduler gRPC endpoint' },
   { key: 'defaultMaxTokens', env: 'SWITCHYARD_DEFAULT_MAX_TOKENS', flag: 'default-max-tokens', kind: 'int', def: 512, min: 1, doc: 'output tokens assumed for routing when a request sets no max_tokens' },

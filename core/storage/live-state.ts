@@ -40,9 +40,14 @@ export class MemoryLiveState implements LiveState {
   }
 }
 
-/** Redis pub/sub on `${prefix}live-load`; a subscriber uses its own connection, as Redis requires. */
+/**
+ * Redis: the latest load of every node in the hash `${prefix}live-nodes` (so a gateway that starts
+ * knows the fleet at once) and each report on the channel `${prefix}live-load`. A subscriber uses
+ * its own connection, as Redis requires.
+ */
 export class RedisLiveState implements LiveState {
   private readonly channel: string;
+  private readonly hash: string;
   private subscriber: Redis | undefined;
 
   constructor(
@@ -50,11 +55,13 @@ export class RedisLiveState implements LiveState {
     prefix: string,
   ) {
     this.channel = `${prefix}live-load`;
+    this.hash = `${prefix}live-nodes`;
   }
 
   publish(load: LiveLoad): void {
+    const json = JSON.stringify(load);
     // Fire and forget: the next report supersedes a lost one.
-    this.redis.publish(this.channel, JSON.stringify(load)).catch(() => undefined);
+    this.redis.multi().hset(this.hash, load.nodeId, json).publish(this.channel, json).exec().catch(() => undefined);
   }
 
   async subscribe(onLoad: (load: LiveLoad) => void): Promise<void> {
@@ -69,6 +76,15 @@ export class RedisLiveState implements LiveState {
       }
     });
     await sub.subscribe(this.channel);
+    // Then the stored state: a report that raced the subscription is at worst applied twice.
+    const stored = await this.redis.hgetall(this.hash).catch(() => ({}) as Record<string, string>);
+    for (const json of Object.values(stored)) {
+      try {
+        onLoad(JSON.parse(json) as LiveLoad);
+      } catch {
+        // ignore
+      }
+    }
   }
 
   async close(): Promise<void> {
