@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadRegionsFile } from '../../core/config/load-regions.js';
 import { settingsFromArgv, UsageError, waitForSignal } from '../run-command.js';
@@ -38,7 +39,9 @@ export async function demoCommand(argv: readonly string[]): Promise<void> {
     const gateways: string[] = [];
     let port = settings.port;
     for (const region of topology.regions.values()) {
-      const args = ['gateway', '--config', settings.configPath, '--host', settings.host, '--port', String(port), '--region', region.id];
+      // Without DATABASE_URL every gateway has its own embedded database: one directory each.
+      const args = ['gateway', '--config', settings.configPath, '--host', settings.host, '--port', String(port), '--region', region.id,
+        '--data-dir', join(settings.dataDir, `gateway-${region.id}`)];
       children.push(await spawnReady(args, 'gateway listening', `gateway ${region.id}`));
       gateways.push(`  ${region.id.padEnd(12)} http://${settings.host}:${port}/v1`);
       port += 1;
