@@ -124,9 +124,12 @@ describe('node registry and agents', () => {
     };
     // Registered, but no agent yet: no fresh reports, no traffic.
     await expect.poll(served, { timeout: 5000 }).toBe(503);
-    const runAgent = () =>
-      startCli(['agent', '--scheduler', scheduler.url, '--node-id', 'gpu-live', '--join-token', reg.join_token, '--engine-url', slowSim.url, '--metrics-port', '0'],
+    const runAgent = async (): Promise<RunningProcess> => {
+      const proc = await startCli(['agent', '--scheduler', scheduler.url, '--node-id', 'gpu-live', '--join-token', reg.join_token, '--engine-url', slowSim.url, '--metrics-port', '0'],
         'agent running', { PATH: `${fakeGpuBin}:${process.env['PATH'] ?? ''}` });
+      started.push(proc); // stopped in afterAll even when an assertion fails first
+      return proc;
+    };
     let agentProc = await runAgent();
     await expect.poll(served, { timeout: 5000 }).toBe('gpu-live');
 
@@ -153,7 +156,6 @@ describe('node registry and agents', () => {
     await agentProc.stop();
     await expect.poll(served, { timeout: 5000 }).toBe(503);
     agentProc = await runAgent();
-    started.push(agentProc);
     await expect.poll(served, { timeout: 5000 }).toBe('gpu-live');
   });
 });
