@@ -13,7 +13,7 @@ import { runSim } from '../sim/main.js';
 import { runCommand, UsageError } from './run-command.js';
 
 const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<void>; help: string }> = {
-  start: { run: startCommand, help: 'everything in one process, simulated nodes included (the first-run default)' },
+  start: { run: startCommand, help: 'gateway, scheduler, usage writer and simulated nodes in one process (the first-run default)' },
   gateway: { run: gatewayCommand, help: 'the OpenAI-compatible gateway for one region' },
   sim: { run: runSim, help: 'an OpenAI-compatible GPU-node simulator (vLLM-style; see sim/README.md)' },
   demo: { run: demoCommand, help: 'sims and one gateway per region as separate processes' },
@@ -28,7 +28,7 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<void>
 function usage(): string {
   const cmds = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.help}`);
   const flags = KNOBS.map((k) => `  --${k.flag.padEnd(24)} ${k.env.padEnd(34)} ${k.doc} (default: ${k.def ?? 'unset'})`);
-  return `usage: switchyard <command> [flags]\n\ncommands:\n${cmds.join('\n')}\n\nflags of start, gateway, worker, migrate, demo (flag, environment variable, meaning):\n${flags.join('\n')}\n`;
+  return `usage: switchyard <command> [flags]\n\ncommands:\n${cmds.join('\n')}\n\nflags of start, gateway, scheduler, worker, migrate, demo (flag, environment variable, meaning):\n${flags.join('\n')}\n`;
 }
 
 const [name, ...argv] = process.argv.slice(2);
