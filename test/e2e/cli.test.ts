@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { CLI, eventually, startCli } from '../helpers/processes.js';
+import { dropSchema, PG_URL, uniqueName } from '../helpers/services.js';
 
 describe('switchyard start (what `npm start` runs)', () => {
   it('serves the shipped regions.yaml with in-process sims, and stops cleanly on SIGTERM', async () => {
@@ -59,6 +60,25 @@ describe('switchyard start on the embedded defaults (no REDIS_URL, no DATABASE_U
     } finally {
       expect(await proc.stop()).toBe(0);
     }
+  });
+});
+
+describe('switchyard migrate and worker', () => {
+  it('migrate applies the migrations once, then reports up to date; worker without Redis says why', async () => {
+    const schema = uniqueName('sy_cli_migrate');
+    const env = { ...process.env, DATABASE_URL: PG_URL, SWITCHYARD_DATABASE_SCHEMA: schema, SWITCHYARD_LOG_LEVEL: 'warn' };
+    try {
+      const first = spawnSync(process.execPath, [CLI, 'migrate'], { encoding: 'utf8', env });
+      expect(first.status).toBe(0);
+      expect(first.stdout).toMatch(/migrations applied: 1764300000000_initial, 1764300000001_capacity-snapshots/);
+      const again = spawnSync(process.execPath, [CLI, 'migrate'], { encoding: 'utf8', env });
+      expect(again.stdout).toContain('migrations: up to date');
+    } finally {
+      await dropSchema(schema);
+    }
+    const worker = spawnSync(process.execPath, [CLI, 'worker'], { encoding: 'utf8', env: { ...process.env, REDIS_URL: '' } });
+    expect(worker.status).toBe(2);
+    expect(worker.stderr).toContain('worker needs REDIS_URL');
   });
 });
 
