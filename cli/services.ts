@@ -1,6 +1,9 @@
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Settings } from '../core/config/settings.js';
+import type { Registry } from '../core/metrics.js';
+import type { SchedulerOptions } from '../scheduler/scheduler-service.js';
+import { loadTls } from './tls.js';
 import { openDatabase, type Database } from '../core/database/database.js';
 import { migrate } from '../core/database/migrate.js';
 import { MemoryRateLimiter } from '../core/ratelimit/memory-rate-limiter.js';
@@ -123,4 +126,21 @@ export function startUsageFlusher(services: Services, settings: Settings, logger
   });
   flusher.start();
   return flusher;
+}
+
+/** The scheduler's options from settings and the process's state backends (`scheduler` and `start`). */
+export async function schedulerOptions(settings: Settings, services: Services, logger: Logger, registry: Registry): Promise<SchedulerOptions> {
+  return {
+    nodes: services.nodeStore,
+    db: services.db,
+    live: services.liveState,
+    log: logger.child({ module: 'scheduler' }),
+    host: settings.host,
+    port: settings.schedulerPort,
+    reportIntervalMs: settings.reportIntervalMs,
+    staleAfterIntervals: settings.staleAfterIntervals,
+    unhealthyAfterIntervals: settings.unhealthyAfterIntervals,
+    tls: await loadTls(settings),
+    registry,
+  };
 }

@@ -1,5 +1,5 @@
 import type { Logger } from '../core/logger.js';
-import type { NodeSpec } from '../core/config/topology.js';
+import { nodeEndpoint, type NodeSpec } from '../core/config/topology.js';
 import type { EngineKind } from '../core/config/regions-schema.js';
 import type { LiveState } from '../core/storage/live-state.js';
 import type { NodeRecord, NodeStore } from '../core/storage/node-store.js';
@@ -54,15 +54,11 @@ export class FleetSync {
 }
 
 export function toNodeSpec(r: NodeRecord): NodeSpec {
-  const url = new URL(r.url);
-  const pathPrefix = url.pathname.replace(/\/+$/, '');
   return {
     id: r.id,
     regionId: r.region,
     clusterId: r.cluster,
-    baseUrl: url.origin + pathPrefix,
-    origin: url.origin,
-    pathPrefix,
+    ...nodeEndpoint(r.url),
     engine: r.engine as EngineKind,
     models: r.models,
     tokensPerSecond: r.tokensPerSecond,

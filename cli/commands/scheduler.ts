@@ -3,9 +3,8 @@ import { createLogger } from '../../core/logger.js';
 import { createRegistry } from '../../core/metrics.js';
 import { packageVersion } from '../../core/version.js';
 import { startScheduler } from '../../scheduler/scheduler-service.js';
-import { loadTls } from '../tls.js';
 import { settingsFromArgv, waitForSignal } from '../run-command.js';
-import { openServices } from '../services.js';
+import { openServices, schedulerOptions } from '../services.js';
 
 /** `switchyard scheduler`: the gRPC endpoint node agents report to (see scheduler/scheduler-service.ts). */
 export async function schedulerCommand(argv: readonly string[]): Promise<void> {
@@ -14,19 +13,7 @@ export async function schedulerCommand(argv: readonly string[]): Promise<void> {
   const services = await openServices(settings, logger);
   const registry = createRegistry('scheduler', packageVersion());
   try {
-    const scheduler = await startScheduler({
-      nodes: services.nodeStore,
-      db: services.db,
-      live: services.liveState,
-      log: logger.child({ module: 'scheduler' }),
-      host: settings.host,
-      port: settings.schedulerPort,
-      reportIntervalMs: settings.reportIntervalMs,
-      staleAfterIntervals: settings.staleAfterIntervals,
-      unhealthyAfterIntervals: settings.unhealthyAfterIntervals,
-      tls: await loadTls(settings),
-      registry,
-    });
+    const scheduler = await startScheduler(await schedulerOptions(settings, services, logger, registry));
     // /metrics and /healthz on SWITCHYARD_PORT, for Prometheus and the orchestrator.
     const http = createServer((req, res) => {
       if (req.url === '/healthz') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');

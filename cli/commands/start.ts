@@ -6,9 +6,8 @@ import { resolveRegion, startGateway } from '../../gateway/main.js';
 import { DEFAULT_SIM_OPTIONS } from '../../sim/sim-options.js';
 import { startSim, type SimServer } from '../../sim/sim-server.js';
 import { startScheduler } from '../../scheduler/scheduler-service.js';
-import { loadTls } from '../tls.js';
 import { settingsFromArgv, waitForSignal } from '../run-command.js';
-import { openServices, startUsageFlusher } from '../services.js';
+import { openServices, schedulerOptions, startUsageFlusher } from '../services.js';
 
 /**
  * `switchyard start`: everything but the agent in one process (gateway, scheduler, usage writer,
@@ -45,19 +44,7 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
       sims.push(sim);
       logger.info({ nodeId: node.id, url: sim.url, models: node.models }, 'simulated node started');
     }
-    const scheduler = await startScheduler({
-      nodes: services.nodeStore,
-      db: services.db,
-      live: services.liveState,
-      log: logger.child({ module: 'scheduler' }),
-      host: settings.host,
-      port: settings.schedulerPort,
-      reportIntervalMs: settings.reportIntervalMs,
-      staleAfterIntervals: settings.staleAfterIntervals,
-      unhealthyAfterIntervals: settings.unhealthyAfterIntervals,
-      tls: await loadTls(settings),
-      registry,
-    });
+    const scheduler = await startScheduler(await schedulerOptions(settings, services, logger, registry));
     stopScheduler = () => scheduler.stop();
     const gateway = await startGateway({ settings, topology, logger, services, registry });
     process.stdout.write(`\nSwitchyard is up: ${gateway.url}/v1  (Ctrl-C stops it)\n\n`);

@@ -3,7 +3,7 @@ import { Value } from '@sinclair/typebox/value';
 import { parseDocument } from 'yaml';
 import { ConfigError, pointerToPath, type ConfigProblem } from './config-error.js';
 import { RegionsFileSchema, type RegionsFile } from './regions-schema.js';
-import type { NodeSpec, RegionSpec, Topology } from './topology.js';
+import { nodeEndpoint, type NodeSpec, type RegionSpec, type Topology } from './topology.js';
 
 export const DEFAULT_RTT_MS = 150;
 export const DEFAULT_SIM_TTFT_MS = 30;
@@ -101,16 +101,12 @@ function buildTopology(file: RegionsFile): Topology {
     regions.set(region.id, Object.freeze({ id: region.id, name: region.name ?? region.id, residency: region.residency }));
     for (const cluster of region.clusters ?? []) {
       for (const node of cluster.nodes ?? []) {
-        const url = new URL(node.url);
-        const pathPrefix = url.pathname.replace(/\/+$/, '');
         nodes.push(
           Object.freeze({
             id: node.id,
             regionId: region.id,
             clusterId: cluster.id,
-            baseUrl: url.origin + pathPrefix,
-            origin: url.origin,
-            pathPrefix,
+            ...nodeEndpoint(node.url),
             engine: node.engine as NodeSpec['engine'],
             models: Object.freeze([...node.models]),
             tokensPerSecond: node.capacity.tokensPerSecond,

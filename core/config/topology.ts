@@ -38,3 +38,10 @@ export interface Topology {
   /** Round trip between two regions in milliseconds; 0 within a region. */
   rttMs(from: string, to: string): number;
 }
+
+/** A node's base URL split as the upstream pools need it (origin; path prefix without trailing slash). */
+export function nodeEndpoint(url: string): Pick<NodeSpec, 'baseUrl' | 'origin' | 'pathPrefix'> {
+  const parsed = new URL(url);
+  const pathPrefix = parsed.pathname.replace(/\/+$/, '');
+  return { baseUrl: parsed.origin + pathPrefix, origin: parsed.origin, pathPrefix };
+}

@@ -4,6 +4,7 @@ import { ErrorCode, SwitchyardError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { LimiterUnavailableError, type AdmitResult, type LimitState, type RateLimiter } from '../../core/ratelimit/rate-limiter.js';
 import type { UsageBuffer } from '../../core/storage/usage-buffer.js';
+import type { ApiKeyRecord } from '../../core/storage/key-store.js';
 import type { CallContext } from '../request-context.js';
 
 export interface AccountingOptions {
@@ -27,10 +28,15 @@ let usageCounter = 0;
 export class RequestAccounting {
   constructor(private readonly opts: AccountingOptions) {}
 
-  async admit(reply: FastifyReply, call: CallContext, costTokens: number): Promise<void> {
+  /** Undefined when there is nothing to check (no key): the hot path then awaits nothing. */
+  admit(reply: FastifyReply, call: CallContext, costTokens: number): Promise<void> | undefined {
     const key = call.key;
     const limiter = this.opts.limiter;
-    if (key === undefined || limiter === undefined) return;
+    if (key === undefined || limiter === undefined) return undefined;
+    return this.admitKey(reply, call, key, limiter, costTokens);
+  }
+
+  private async admitKey(reply: FastifyReply, call: CallContext, key: ApiKeyRecord, limiter: RateLimiter, costTokens: number): Promise<void> {
     let result: AdmitResult;
     try {
       result = await limiter.admit(key.id, key.limits, costTokens);

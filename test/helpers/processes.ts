@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { SimStats } from '../../sim/sim-server.js';
 import { dropSchema, PG_URL, uniqueName } from './services.js';
 
 /** The built CLI: e2e tests run what users run (`npm test` builds first). */
@@ -132,15 +133,6 @@ export function regionsYaml(regions: readonly RegionDecl[], rtt: ReadonlyArray<r
     for (const [a, b, ms] of rtt) lines.push(`  - { between: [${a}, ${b}], rttMs: ${ms} }`);
   }
   return lines.join('\n') + '\n';
-}
-
-export interface SimStats {
-  received: number;
-  running: number;
-  waiting: number;
-  peakRunning: number;
-  completed: number;
-  aborted: number;
 }
 
 export async function simStats(url: string): Promise<SimStats> {

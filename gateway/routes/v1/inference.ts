@@ -45,7 +45,8 @@ async function handle(
   // Prompt estimate without walking the messages: ~4 bytes of JSON per token, reconciled later.
   const costTokens = Math.ceil(raw.length / 4) + (body.max_completion_tokens ?? body.max_tokens ?? deps.settings.defaultMaxTokens);
   const clientWantsUsage = body.stream_options?.include_usage === true;
-  await deps.accounting.admit(reply, call, costTokens);
+  const admission = deps.accounting.admit(reply, call, costTokens);
+  if (admission !== undefined) await admission;
   // Streams always ask the engine for usage, so token counts are real; the trailer is dropped
   // again below when the client did not ask for it. Other bodies go upstream byte for byte.
   const upstreamBody = stream && !clientWantsUsage
