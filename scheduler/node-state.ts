@@ -23,6 +23,13 @@ export class NodeState {
   inflight = 0;
   /** Estimated tokens (prompt + max output) of the open requests. */
   outstandingTokens = 0;
+  /**
+   * The capacity ledger's totals for this node across every gateway (reserved sequences and
+   * tokens), as last seen: refreshed from each ledger reply and a periodic snapshot. Placement
+   * reads these; the ledger itself decides atomically.
+   */
+  reservedSequences = 0;
+  reservedTokens = 0;
   /** Operator drain: no new requests; open ones finish. */
   draining = false;
   /** The agent's latest load report (registered nodes only). */
@@ -69,6 +76,30 @@ export class NodeState {
     const queue = r.waiting / this.spec.maxSequences;
     const kv = r.kvCacheUsage === undefined || r.kvCacheUsage < 0.9 ? 0 : (r.kvCacheUsage - 0.9) * 10;
     return 1 + queue + kv;
+  }
+
+  /**
+   * Token budget of the node in the ledger: what it generates in `horizonSeconds` at its
+   * (learned) capacity. Reservations beyond it would wait inside the engine anyway.
+   */
+  tokenBudget(horizonSeconds: number): number {
+    return this.tokensPerSecond * horizonSeconds;
+  }
+
+  /**
+   * Whether a request of `cost` tokens fits in the ledger view: a free sequence slot and room in
+   * the token budget (an idle node takes any single request, however large). A node whose agent
+   * reported once and has since gone quiet counts as saturated.
+   */
+  hasHeadroom(cost: number, horizonSeconds: number, now: number): boolean {
+    if (this.report !== undefined && !this.isFresh(now)) return false;
+    if (this.reservedSequences >= this.spec.maxSequences) return false;
+    return this.reservedSequences === 0 || this.reservedTokens + cost <= this.tokenBudget(horizonSeconds);
+  }
+
+  setReserved(sequences: number, tokens: number): void {
+    this.reservedSequences = sequences;
+    this.reservedTokens = tokens;
   }
 
   reserve(tokens: number): void {

@@ -10,6 +10,13 @@ export interface PlacementRequest {
   /** Nodes already tried for this request (failed attempts); never chosen again. */
   readonly exclude: ReadonlySet<NodeState> | undefined;
   readonly now: number;
+  /**
+   * Session affinity: requests with the same key (x-session-id, `user`, a conversation id) prefer
+   * the same node, whose prefix cache holds their history.
+   */
+  readonly affinityKey?: string | undefined;
+  /** The node that served this session last, when this gateway remembers it. */
+  readonly lastNode?: NodeState | undefined;
 }
 
 /** Chooses a node for one request, or none when no eligible node serves the model. */

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseRegions } from '../../core/config/load-regions.js';
 import { Fleet } from '../../scheduler/fleet.js';
 import type { NodeState } from '../../scheduler/node-state.js';
+import { ExpectedCompletionPolicy } from '../../scheduler/placement/expected-completion.js';
 import { LeastWorkPolicy } from '../../scheduler/placement/least-work.js';
 import type { PlacementPolicy } from '../../scheduler/placement/policy.js';
 import { RoundRobinPolicy } from '../../scheduler/placement/round-robin.js';
@@ -136,5 +137,95 @@ describe('least-work beats round robin on unequal nodes', () => {
     const lw = makespan(new LeastWorkPolicy());
     const rr = makespan(new RoundRobinPolicy());
     expect(lw).toBeLessThan(rr * 0.5);
+  });
+});
+
+describe('ExpectedCompletionPolicy', () => {
+  const policy = new ExpectedCompletionPolicy({ horizonSeconds: 30, affinitySlack: 2 });
+  const rank = (s: ReturnType<typeof setup>, opts: { cost?: number; key?: string; last?: NodeState; now?: number } = {}) =>
+    policy.rank(
+      { model: 'm', costTokens: opts.cost ?? 100, route: s.fleet.routeFrom('eu-west'), exclude: undefined, now: opts.now ?? 1000, affinityKey: opts.key, lastNode: opts.last },
+      3,
+    );
+  const ids = (r: { nodes: NodeState[] }) => r.nodes.map((n) => n.id);
+
+  it('ranks by expected completion: capacity first, round trip included, never another residency group', () => {
+    const s = setup();
+    const r = rank(s);
+    expect(ids(r)).toEqual(['big', 'near', 'far']);
+    expect(r.eligible).toBe(4);
+  });
+
+  it('counts the work already reserved on a node (the ledger view)', () => {
+    const s = setup();
+    // 30 s of big's work reserved (its token budget): only the others have headroom for more.
+    s.node('big').setReserved(7, 2400 * 30);
+    expect(ids(rank(s))[0]).toBe('near');
+    // A lighter backlog (0.25 s of work): big still finishes sooner than near, 10 ms away.
+    s.node('big').setReserved(4, 600);
+    expect(ids(rank(s))[0]).toBe('big');
+  });
+
+  it('spills to another region only when it is expected to finish sooner, distance included', () => {
+    const s = setup();
+    s.node('big').draining = true;
+    // small (300 tok/s, idle) vs near (1000 tok/s, 10 ms away): near finishes a 100-token request sooner.
+    expect(ids(rank(s))[0]).toBe('near');
+    // near busy: far (90 ms away, 1000 tok/s) still beats small (300 tok/s) at home…
+    s.node('near').setReserved(7, 20_000);
+    expect(ids(rank(s, { cost: 10 }))[0]).toBe('far');
+    // …until 0.2 s of work reserved on far makes home sooner.
+    s.node('far').setReserved(1, 200);
+    expect(ids(rank(s, { cost: 10 }))[0]).toBe('small');
+  });
+
+  it('no headroom anywhere: no candidates, but the eligible nodes are counted (the request waits)', () => {
+    const s = setup();
+    for (const id of ['big', 'small', 'near', 'far']) s.node(id).setReserved(8, 0);
+    const r = rank(s);
+    expect(r.nodes).toEqual([]);
+    expect(r.eligible).toBe(4);
+  });
+
+  it('a node whose agent went quiet counts as saturated', () => {
+    const s = setup();
+    s.node('big').report = { running: 0, waiting: 0, kvCacheUsage: undefined, atMs: 0 };
+    expect(ids(rank(s, { now: 10_000 }))).not.toContain('big');
+    expect(ids(rank(s, { now: 1000 }))).toContain('big');
+  });
+
+  it('session affinity: the same key goes to the same node, sessions spread by capacity', () => {
+    const fleet = new Fleet(
+      parseRegions(`
+regions:
+  - id: r
+    residency: x
+    clusters:
+      - id: c
+        nodes:${n('a', 1000, 8)}${n('b', 1000, 8)}${n('c', 2000, 16)}
+`),
+    );
+    const req = (key: string) => ({ model: 'm', costTokens: 100, route: fleet.routeFrom('r'), exclude: undefined, now: 1000, affinityKey: key });
+    const keys = Array.from({ length: 400 }, (_, i) => `session-${i}`);
+    const first = keys.map((k) => policy.rank(req(k), 3).nodes[0]?.id);
+    expect(keys.map((k) => policy.rank(req(k), 3).nodes[0]?.id)).toEqual(first);
+    const count = (id: string) => first.filter((x) => x === id).length;
+    // Capacity-weighted rendezvous: c (2000 tok/s) gets about half, a and b a quarter each.
+    expect(count('c')).toBeGreaterThan(160);
+    expect(count('a')).toBeGreaterThan(70);
+    expect(count('b')).toBeGreaterThan(70);
+  });
+
+  it('session affinity: the remembered node wins within the slack and gives way when overloaded', () => {
+    const s = setup();
+    // near (10 ms away, 1000 tok/s) is within 2× of big's expected time: the session stays.
+    s.node('big').setReserved(2, 300);
+    expect(ids(rank(s, { key: 'k', last: s.node('near') }))[0]).toBe('near');
+    expect(ids(rank(s, { key: 'k' }))[0]).toBe('big');
+    // near overloaded: the session moves to the soonest node.
+    s.node('near').setReserved(7, 25_000);
+    expect(ids(rank(s, { key: 'k', last: s.node('near') }))[0]).toBe('big');
+    // small is 8× slower per sequence than big: not worth keeping the session there.
+    expect(ids(rank(s, { key: 'k', last: s.node('small') }))[0]).toBe('big');
   });
 });
