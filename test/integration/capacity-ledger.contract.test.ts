@@ -1,0 +1,146 @@
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../core/logger.js';
+import type { CapacityLedger, LedgerNode } from '../../scheduler/capacity/ledger.js';
+import { MemoryLedger } from '../../scheduler/capacity/memory-ledger.js';
+import { RedisLedger } from '../../scheduler/capacity/redis-ledger.js';
+import { ResilientLedger } from '../../scheduler/capacity/resilient-ledger.js';
+import { eventually } from '../helpers/processes.js';
+import { REDIS_URL, uniqueName } from '../helpers/services.js';
+
+/** One contract, every implementation: the memory ledger and the Redis scripts agree. */
+const root = `${uniqueName('sytest_ledger')}:`;
+const connections: Redis[] = [];
+function redis(): Redis {
+  const r = new Redis(REDIS_URL);
+  connections.push(r);
+  return r;
+}
+
+afterAll(async () => {
+  const r = redis();
+  const keys = await r.keys(`${root}*`);
+  if (keys.length > 0) await r.del(...keys);
+  await Promise.all(connections.map((c) => c.quit()));
+});
+
+/** Two handles on one ledger (two gateways); each call of `make` is a fresh ledger. */
+type Make = (leaseTtlMs?: number) => [CapacityLedger, CapacityLedger];
+const implementations: Array<[string, Make]> = [
+  [
+    'memory',
+    (ttl) => {
+      const l = new MemoryLedger(ttl);
+      return [l, l];
+    },
+  ],
+  [
+    'redis',
+    (ttl) => {
+      const keyPrefix = `${root}${uniqueName('l')}:`;
+      const opts = ttl === undefined ? {} : { leaseTtlMs: ttl };
+      return [new RedisLedger({ redis: redis(), keyPrefix, ...opts }), new RedisLedger({ redis: redis(), keyPrefix, ...opts })];
+    },
+  ],
+];
+
+const node = (id: string, maxSequences: number, tokenBudget: number): LedgerNode => ({ id, maxSequences, tokenBudget });
+let ids = 0;
+const lease = (): string => `lease-${++ids}`;
+
+describe.each(implementations)('CapacityLedger contract: %s', (_name, make) => {
+  it('reserves on the first candidate with a free sequence slot and reports every candidate', async () => {
+    const [ledger] = make();
+    const a = node('a', 2, 10_000);
+    const b = node('b', 4, 10_000);
+    expect(await ledger.reserve(lease(), 100, [a, b])).toEqual({ granted: 0, sequences: [1, 0], tokens: [100, 0] });
+    expect(await ledger.reserve(lease(), 50, [a, b])).toEqual({ granted: 0, sequences: [2, 0], tokens: [150, 0] });
+    expect(await ledger.reserve(lease(), 70, [a, b])).toEqual({ granted: 1, sequences: [2, 1], tokens: [150, 70] });
+    expect(await ledger.reserve(lease(), 70, [a])).toEqual({ granted: -1, sequences: [2], tokens: [150] });
+  });
+
+  it('keeps reserved tokens within the token budget, but an idle node takes any single request', async () => {
+    const [ledger] = make();
+    const a = node('a', 100, 1000);
+    expect((await ledger.reserve(lease(), 5000, [a])).granted).toBe(0);
+    expect((await ledger.reserve(lease(), 10, [a])).granted).toBe(-1);
+    const [fresh] = make();
+    expect((await fresh.reserve(lease(), 600, [a])).granted).toBe(0);
+    expect((await fresh.reserve(lease(), 400, [a])).granted).toBe(0);
+    expect((await fresh.reserve(lease(), 1, [a])).granted).toBe(-1);
+  });
+
+  it('releases exactly once: a second release of the same lease changes nothing', async () => {
+    const [ledger] = make();
+    const a = node('a', 4, 10_000);
+    const l1 = lease();
+    await ledger.reserve(l1, 100, [a]);
+    await ledger.reserve(lease(), 30, [a]);
+    expect(await ledger.release(l1)).toEqual({ nodeId: 'a', sequences: 1, tokens: 30 });
+    expect(await ledger.release(l1)).toBeUndefined();
+    expect(await ledger.release('never-taken')).toBeUndefined();
+    expect(await ledger.snapshot()).toEqual([{ nodeId: 'a', sequences: 1, tokens: 30 }]);
+  });
+
+  it('two gateways reserving at once never over-commit a node', async () => {
+    const [g1, g2] = make();
+    const a = node('a', 10, 1_000_000);
+    const b = node('b', 5, 1_000_000);
+    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 === 0 ? g1 : g2).reserve(lease(), 10, [a, b])));
+    expect(results.filter((r) => r.granted === 0)).toHaveLength(10);
+    expect(results.filter((r) => r.granted === 1)).toHaveLength(5);
+    for (const r of results) {
+      expect(r.sequences[0]).toBeLessThanOrEqual(10);
+      expect(r.sequences[1]).toBeLessThanOrEqual(5);
+    }
+    const totals = new Map((await g2.snapshot()).map((t) => [t.nodeId, t]));
+    expect(totals.get('a')).toEqual({ nodeId: 'a', sequences: 10, tokens: 100 });
+    expect(totals.get('b')).toEqual({ nodeId: 'b', sequences: 5, tokens: 50 });
+  });
+
+  it('a lease that is not renewed expires and its capacity returns; a renewed one stays', async () => {
+    const [ledger] = make(300);
+    const a = node('a', 1, 10_000);
+    const b = node('b', 1, 10_000);
+    const kept = lease();
+    expect((await ledger.reserve(lease(), 100, [a])).granted).toBe(0);
+    expect((await ledger.reserve(kept, 100, [b])).granted).toBe(0);
+    const renewing = setInterval(() => void ledger.renew([kept]), 50);
+    try {
+      // a's lease lapses after 300 ms (a dead gateway): a takes a new request again.
+      await eventually(async () => (await ledger.reserve(lease(), 100, [a])).granted === 0, 3000, 'the lapsed lease to return');
+      // b's lease was renewed all along: b is still full.
+      expect((await ledger.reserve(lease(), 100, [b])).granted).toBe(-1);
+    } finally {
+      clearInterval(renewing);
+    }
+  });
+});
+
+describe('ResilientLedger', () => {
+  it('places with local accounting while the shared ledger fails, and releases those leases locally', async () => {
+    const errors: number[] = [];
+    let failing = true;
+    const shared = new MemoryLedger();
+    const broken: CapacityLedger = {
+      leaseTtlMs: shared.leaseTtlMs,
+      reserve: (...a) => (failing ? Promise.reject(new Error('ECONNREFUSED')) : shared.reserve(...a)),
+      release: (id) => (failing ? Promise.reject(new Error('ECONNREFUSED')) : shared.release(id)),
+      renew: (ids) => (failing ? Promise.reject(new Error('ECONNREFUSED')) : shared.renew(ids)),
+      snapshot: () => (failing ? Promise.reject(new Error('ECONNREFUSED')) : shared.snapshot()),
+      close: () => Promise.resolve(),
+    };
+    const ledger = new ResilientLedger(broken, createLogger({ level: 'silent', name: 'test' }), () => errors.push(1));
+    const a = node('a', 1, 10_000);
+    const local = lease();
+    expect((await ledger.reserve(local, 10, [a])).granted).toBe(0);
+    expect((await ledger.reserve(lease(), 10, [a])).granted).toBe(-1); // local limit still holds
+    failing = false;
+    const sharedLease = lease();
+    expect((await ledger.reserve(sharedLease, 10, [a])).granted).toBe(0); // the shared ledger is empty
+    expect(await ledger.snapshot()).toEqual([{ nodeId: 'a', sequences: 2, tokens: 20 }]);
+    expect(await ledger.release(local)).toEqual({ nodeId: 'a', sequences: 0, tokens: 0 });
+    expect(await shared.snapshot()).toEqual([{ nodeId: 'a', sequences: 1, tokens: 10 }]);
+    expect(errors.length).toBeGreaterThan(0);
+  });
+});
