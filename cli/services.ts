@@ -17,6 +17,10 @@ import { MemoryLiveState, RedisLiveState, type LiveState } from '../core/storage
 import { MemoryUsageBuffer, RedisUsageBuffer, type UsageBuffer } from '../core/storage/usage-buffer.js';
 import { UsageFlusher } from '../core/storage/usage-flusher.js';
 import { PgUsageStore, type UsageStore } from '../core/storage/usage-store.js';
+import type { CapacityLedger } from '../scheduler/capacity/ledger.js';
+import { MemoryLedger } from '../scheduler/capacity/memory-ledger.js';
+import { RedisLedger } from '../scheduler/capacity/redis-ledger.js';
+import { ResilientLedger } from '../scheduler/capacity/resilient-ledger.js';
 
 /**
  * The composition root for state: Redis when REDIS_URL is set (else in-process memory), Postgres
@@ -33,10 +37,14 @@ export interface Services {
   readonly liveState: LiveState;
   readonly limiter: RateLimiter;
   readonly usageBuffer: UsageBuffer;
+  /** Capacity reservations: shared by every gateway through Redis, else this process's own. */
+  readonly ledger: CapacityLedger;
   /** True when the usage buffer lives in this process: then this process must flush it. */
   readonly localUsageBuffer: boolean;
   /** Limiter calls that failed (Redis unreachable), for switchyard_rate_limiter_errors_total. */
   limiterErrors(): number;
+  /** Ledger calls that failed (Redis unreachable), for switchyard_capacity_ledger_errors_total. */
+  ledgerErrors(): number;
   close(): Promise<void>;
 }
 
@@ -72,6 +80,17 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
         });
   const usageBuffer: UsageBuffer =
     redis === undefined ? new MemoryUsageBuffer() : new RedisUsageBuffer({ redis, key: `${settings.redisPrefix}usage` });
+  let ledgerErrors = 0;
+  const ledger: CapacityLedger =
+    redis === undefined
+      ? new MemoryLedger(settings.capacityLeaseTtlMs)
+      : new ResilientLedger(
+          new RedisLedger({ redis, keyPrefix: settings.redisPrefix, leaseTtlMs: settings.capacityLeaseTtlMs }),
+          logger.child({ module: 'capacity-ledger' }),
+          () => {
+            ledgerErrors++;
+          },
+        );
   const liveState: LiveState = redis === undefined ? new MemoryLiveState() : new RedisLiveState(redis, settings.redisPrefix);
   return {
     db,
@@ -82,12 +101,15 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
     liveState,
     limiter,
     usageBuffer,
+    ledger,
     localUsageBuffer: redis === undefined,
     limiterErrors: () => limiterErrors,
+    ledgerErrors: () => ledgerErrors,
     async close() {
       await liveState.close();
       await usageBuffer.close();
       await limiter.close();
+      await ledger.close();
       await db.close();
       if (redis !== undefined) await redis.quit().catch(() => redis.disconnect());
     },

@@ -2,6 +2,7 @@ import type { Settings } from '../core/config/settings.js';
 import type { RegionSpec } from '../core/config/topology.js';
 import type { Registry } from '../core/metrics.js';
 import type { Fleet } from '../scheduler/fleet.js';
+import type { CostEstimator } from '../scheduler/capacity/cost-estimator.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
 import type { UpstreamProxy } from './upstream/proxy.js';
 import type { RequestAccounting } from './usage/accounting.js';
@@ -17,6 +18,8 @@ export interface GatewayDeps {
   readonly metrics: GatewayMetrics;
   readonly registry: Registry;
   readonly accounting: RequestAccounting;
+  /** Token cost of a request before the engine sees it, learned from real usage. */
+  readonly costs: CostEstimator;
   /** Present when auth is `keys`. */
   readonly keyCache: KeyCache | undefined;
   /** Present when the admin API is on (an admin token is set). */

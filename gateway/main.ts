@@ -5,8 +5,11 @@ import type { Logger } from '../core/logger.js';
 import { createRegistry, type Registry } from '../core/metrics.js';
 import { packageVersion } from '../core/version.js';
 import { Fleet } from '../scheduler/fleet.js';
-import { LeastWorkPolicy } from '../scheduler/placement/least-work.js';
-import type { PlacementPolicy } from '../scheduler/placement/policy.js';
+import { DEFAULT_PLACEMENT_OPTIONS, ExpectedCompletionPolicy } from '../scheduler/placement/expected-completion.js';
+import type { CapacityLedger } from '../scheduler/capacity/ledger.js';
+import { CostEstimator } from '../scheduler/capacity/cost-estimator.js';
+import { CapacityGate } from './capacity/capacity-gate.js';
+import { CapacityMetrics } from './capacity/capacity-metrics.js';
 import { Counter } from 'prom-client';
 import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
 import type { KeyStore } from '../core/storage/key-store.js';
@@ -38,7 +41,10 @@ export interface GatewayServices {
   readonly usageBuffer: UsageBuffer;
   readonly nodeStore: NodeStore;
   readonly liveState: LiveState;
+  /** Capacity reservations shared by every gateway (Redis), or this process's (memory). */
+  readonly ledger: CapacityLedger;
   limiterErrors?(): number;
+  ledgerErrors?(): number;
 }
 
 export interface GatewayOptions {
@@ -46,7 +52,6 @@ export interface GatewayOptions {
   readonly topology: Topology;
   readonly logger: Logger;
   readonly services: GatewayServices;
-  readonly policy?: PlacementPolicy;
   /** The process's registry when other components share it (`switchyard start`). */
   readonly registry?: Registry;
 }
@@ -104,7 +109,28 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     log,
     onRateLimited: (reason) => rateLimited.inc({ reason }),
   });
-  const proxy = new UpstreamProxy(opts.policy ?? new LeastWorkPolicy(), pools, health, metrics, settings, log);
+  const ledgerErrors = services.ledgerErrors;
+  if (ledgerErrors !== undefined) {
+    new Counter({
+      name: 'switchyard_capacity_ledger_errors_total',
+      help: 'Capacity ledger calls that failed because its store (Redis) was unreachable; placement then used local accounting.',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(ledgerErrors());
+      },
+    });
+  }
+  const policy = new ExpectedCompletionPolicy({ ...DEFAULT_PLACEMENT_OPTIONS, horizonSeconds: settings.capacityHorizonSeconds });
+  const gate = new CapacityGate(
+    fleet,
+    services.ledger,
+    policy,
+    { queueMax: settings.queueMax, syncIntervalMs: settings.capacitySyncMs, candidates: 3, sessionMemory: 100_000 },
+    new CapacityMetrics(registry, fleet, settings.capacityHorizonSeconds),
+    log.child({ module: 'capacity' }),
+  );
+  const proxy = new UpstreamProxy(gate, pools, health, metrics, settings, log);
 
   let accepting = true;
   const app = buildApp(
@@ -116,6 +142,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       metrics,
       registry,
       accounting,
+      costs: new CostEstimator(settings.defaultMaxTokens),
       keyCache,
       admin:
         settings.adminToken === undefined
@@ -130,6 +157,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const fleetSync = new FleetSync(fleet, services.nodeStore, services.liveState, log.child({ module: 'fleet-sync' }));
   await fleetSync.start();
   await health.start();
+  await gate.start();
   keyCache?.start();
   if (settings.auth === 'none') {
     log.warn({ host: settings.host }, 'auth is off (SWITCHYARD_AUTH=none): /v1 accepts requests without an API key');
@@ -139,7 +167,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : settings.port;
   const url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
-  log.info({ url, nodes: topology.nodes.length, policy: (opts.policy ?? { name: 'least-work' }).name }, 'gateway listening');
+  log.info({ url, nodes: topology.nodes.length, policy: policy.name }, 'gateway listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -148,6 +176,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     close: () =>
       (closing ??= (async () => {
         accepting = false;
+        gate.stop();
         health.stop();
         fleetSync.stop();
         keyCache?.stop();

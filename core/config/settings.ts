@@ -47,6 +47,15 @@ export interface Settings {
   /** PEM files for the scheduler's gRPC TLS; both unset: plaintext (inside a trusted network). */
   readonly grpcTlsCert: string | undefined;
   readonly grpcTlsKey: string | undefined;
+  /** A node's token budget in the capacity ledger is its tokens/s × this many seconds. */
+  readonly capacityHorizonSeconds: number;
+  readonly capacityLeaseTtlMs: number;
+  readonly capacitySyncMs: number;
+  readonly queueMax: number;
+  /** Longest wait for capacity per priority class, ms; `x-switchyard-queue-timeout-ms` may shorten it. */
+  readonly queueDeadlineInteractiveMs: number;
+  readonly queueDeadlineStandardMs: number;
+  readonly queueDeadlineBatchMs: number;
 }
 
 type Kind = 'string' | 'port' | 'int' | 'level' | 'auth' | 'failure' | 'secret';
@@ -96,6 +105,13 @@ export const KNOBS: readonly Knob[] = [
   { key: 'unhealthyAfterIntervals', env: 'SWITCHYARD_UNHEALTHY_AFTER_INTERVALS', flag: 'unhealthy-after-intervals', kind: 'int', def: 10, min: 1, doc: 'missed report intervals after which the scheduler marks a node unhealthy' },
   { key: 'grpcTlsCert', env: 'SWITCHYARD_GRPC_TLS_CERT', flag: 'grpc-tls-cert', kind: 'string', def: undefined, doc: 'PEM certificate chain of the scheduler gRPC endpoint (with --grpc-tls-key: TLS on)' },
   { key: 'grpcTlsKey', env: 'SWITCHYARD_GRPC_TLS_KEY', flag: 'grpc-tls-key', kind: 'string', def: undefined, doc: 'PEM private key of the scheduler gRPC endpoint' },
+  { key: 'capacityHorizonSeconds', env: 'SWITCHYARD_CAPACITY_HORIZON_S', flag: 'capacity-horizon-s', kind: 'int', def: 30, min: 1, doc: "a node's token budget in the capacity ledger: its tokens/s × this many seconds of work, s" },
+  { key: 'capacityLeaseTtlMs', env: 'SWITCHYARD_CAPACITY_LEASE_TTL_MS', flag: 'capacity-lease-ttl-ms', kind: 'int', def: 30_000, min: 100, doc: "lifetime of a capacity reservation unless its gateway renews it (every third of it): a dead gateway's capacity returns within this, ms" },
+  { key: 'capacitySyncMs', env: 'SWITCHYARD_CAPACITY_SYNC_MS', flag: 'capacity-sync-ms', kind: 'int', def: 100, min: 10, doc: 'while requests wait, how often the ledger view is refreshed and the queue retried (idle: every second), ms' },
+  { key: 'queueMax', env: 'SWITCHYARD_QUEUE_MAX', flag: 'queue-max', kind: 'int', def: 10_000, min: 0, doc: 'most requests waiting for capacity per model and region; beyond it 503 no_capacity at once' },
+  { key: 'queueDeadlineInteractiveMs', env: 'SWITCHYARD_QUEUE_DEADLINE_INTERACTIVE_MS', flag: 'queue-deadline-interactive-ms', kind: 'int', def: 30_000, min: 0, doc: 'longest wait for capacity of an interactive request, ms' },
+  { key: 'queueDeadlineStandardMs', env: 'SWITCHYARD_QUEUE_DEADLINE_STANDARD_MS', flag: 'queue-deadline-standard-ms', kind: 'int', def: 60_000, min: 0, doc: 'longest wait for capacity of a standard request (the default class), ms' },
+  { key: 'queueDeadlineBatchMs', env: 'SWITCHYARD_QUEUE_DEADLINE_BATCH_MS', flag: 'queue-deadline-batch-ms', kind: 'int', def: 300_000, min: 0, doc: 'longest wait for capacity of a batch request, ms' },
   { key: 'defaultMaxTokens', env: 'SWITCHYARD_DEFAULT_MAX_TOKENS', flag: 'default-max-tokens', kind: 'int', def: 512, min: 1, doc: 'output tokens assumed for routing when a request sets no max_tokens' },
 ];
 

@@ -4,7 +4,8 @@ import { ErrorCode, SwitchyardError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import type { RegionRoute } from '../../scheduler/fleet.js';
 import type { NodeState } from '../../scheduler/node-state.js';
-import type { PlacementPolicy } from '../../scheduler/placement/policy.js';
+import type { PriorityClass } from '../../scheduler/admission/fair-queue.js';
+import type { CapacityGate } from '../capacity/capacity-gate.js';
 import type { GatewayMetrics } from '../gateway-metrics.js';
 import { backoffDelayMs, retryAfterMs } from './backoff.js';
 import type { NodeHealth } from './node-health.js';
@@ -29,6 +30,12 @@ export interface ProxyCall {
   readonly route: readonly RegionRoute[];
   /** Aborted when the client goes away: stops retries and the upstream request. */
   readonly signal: AbortSignal;
+  /** Admission: queue order, fair share and how long the request may wait for capacity. */
+  readonly priority: PriorityClass;
+  readonly tenant: string;
+  readonly weight: number;
+  readonly deadlineAt: number;
+  readonly affinityKey: string | undefined;
 }
 
 /** A 2xx upstream response whose body has not been read yet. Call `release` exactly once. */
@@ -38,6 +45,8 @@ export interface OpenUpstream {
   readonly headers: Dispatcher.ResponseData['headers'];
   readonly body: Dispatcher.ResponseData['body'];
   readonly attempts: number;
+  /** Time spent waiting for capacity in the admission queue, ms. */
+  readonly queuedMs: number;
   release(): void;
 }
 
@@ -48,14 +57,15 @@ type Failure =
   | { readonly kind: 'status'; readonly reason: string; readonly status: number; readonly body: string; readonly retryAfterMs: number | undefined };
 
 /**
- * Sends one request to the fleet: places it, and before the first byte retries failures
+ * Sends one request to the fleet: takes capacity on a node through the admission gate (which may
+ * queue it), and before the first byte retries failures
  * (connect refused or reset, timeouts, 429, 502-504) on another node, with exponential backoff and
  * full jitter, honouring `retry-after`, within the attempt count and the time budget. Other upstream
  * answers (400, 404, 422…) are the client's and are returned normalised, without retry.
  */
 export class UpstreamProxy {
   constructor(
-    private readonly policy: PlacementPolicy,
+    private readonly gate: CapacityGate,
     private readonly pools: UpstreamPools,
     private readonly health: NodeHealth,
     private readonly metrics: GatewayMetrics,
@@ -69,20 +79,34 @@ export class UpstreamProxy {
     const deadline = started + this.settings.retryBudgetMs;
     let tried: Set<NodeState> | undefined;
     let last: Failure | undefined;
+    let queuedMs = 0;
     for (let attempt = 0; attempt < this.settings.retryAttempts; attempt++) {
-      const node = this.policy.choose({ model: call.model, costTokens: call.costTokens, route: call.route, exclude: tried, now: this.now() });
-      if (node === undefined) break;
-      node.reserve(call.costTokens);
-      let released = false;
-      const release = (): void => {
-        if (released) return;
-        released = true;
-        node.release(call.costTokens);
-      };
+      let grant;
+      try {
+        grant = await this.gate.acquire({
+          model: call.model,
+          route: call.route,
+          costTokens: call.costTokens,
+          exclude: tried,
+          priority: call.priority,
+          tenant: call.tenant,
+          weight: call.weight,
+          deadlineAt: call.deadlineAt,
+          affinityKey: call.affinityKey,
+          signal: call.signal,
+        });
+      } catch (error) {
+        // Every remaining node failed already: report the last failure, not "no healthy node".
+        if (last !== undefined && error instanceof SwitchyardError && error.code === ErrorCode.NoHealthyNode) break;
+        throw error;
+      }
+      queuedMs += grant.waitedMs;
+      const node = grant.node;
+      const release = grant.release;
       const result = await this.attempt(node, call);
       if ('statusCode' in result) {
         this.health.recordSuccess(node);
-        return { node, statusCode: result.statusCode, headers: result.headers, body: result.body, attempts: attempt + 1, release };
+        return { node, statusCode: result.statusCode, headers: result.headers, body: result.body, attempts: attempt + 1, queuedMs, release };
       }
       release();
       if (call.signal.aborted) throw new SwitchyardError(ErrorCode.InvalidRequest, 'client closed the request', { status: 499 });

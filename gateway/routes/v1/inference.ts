@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
+import { PRIORITY_CLASSES, type PriorityClass } from '../../../scheduler/admission/fair-queue.js';
 import type { RegionRoute } from '../../../scheduler/fleet.js';
 import type { GatewayDeps } from '../../gateway-deps.js';
 import { rawBodyOf, type CallContext } from '../../request-context.js';
@@ -42,8 +43,12 @@ async function handle(
   }
   const stream = canStream && body.stream === true;
   const raw = rawBodyOf(request);
-  // Prompt estimate without walking the messages: ~4 bytes of JSON per token, reconciled later.
-  const costTokens = Math.ceil(raw.length / 4) + (body.max_completion_tokens ?? body.max_tokens ?? deps.settings.defaultMaxTokens);
+  // Prompt estimate without walking the messages (body bytes per token, learned per model from
+  // the engines' usage) plus the output asked for, or the model's usual output.
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  const costTokens = deps.costs.cost(body.model, raw.length, maxTokens);
+  const priority = priorityOf(request, call);
+  const deadlineAt = Date.now() + queueTimeoutMs(deps, request, priority);
   const clientWantsUsage = body.stream_options?.include_usage === true;
   const admission = deps.accounting.admit(reply, call, costTokens);
   if (admission !== undefined) await admission;
@@ -67,14 +72,23 @@ async function handle(
     requestId: request.id,
     route,
     signal: abort.signal,
+    priority,
+    tenant: call.key?.tenantId ?? '',
+    weight: 1,
+    deadlineAt,
+    affinityKey: affinityKeyOf(request, body),
   });
   call.nodeId = upstream.node.id;
   try {
     reply.header('x-switchyard-node', upstream.node.id).header('x-switchyard-region', upstream.node.spec.regionId);
+    if (upstream.queuedMs > 0) reply.header('x-switchyard-queue-ms', String(Math.round(upstream.queuedMs)));
     if (stream) await relay(deps, request, reply, upstream, call, clientWantsUsage);
     else await respondBuffered(deps, reply, upstream, call);
   } finally {
     upstream.release();
+  }
+  if (call.usage !== undefined) {
+    deps.costs.observe(body.model, raw.length, call.usage.prompt_tokens, call.usage.completion_tokens, maxTokens !== undefined && maxTokens !== null);
   }
 }
 
@@ -157,4 +171,44 @@ function regionRoute(deps: GatewayDeps, request: FastifyRequest): readonly Regio
     );
   }
   return deps.fleet.routeFrom(region.id);
+}
+
+/**
+ * The priority class: the key's, or a lower one asked for with `x-switchyard-priority` (a client
+ * may step down, e.g. for batch work, never up). Without keys the header decides; default standard.
+ */
+function priorityOf(request: FastifyRequest, call: CallContext): PriorityClass {
+  const allowed = call.key?.priority ?? 'interactive';
+  const asked = request.headers['x-switchyard-priority'];
+  if (asked === undefined || asked === '') return call.key?.priority ?? 'standard';
+  const value = Array.isArray(asked) ? asked[0] ?? '' : asked;
+  const index = PRIORITY_CLASSES.indexOf(value as PriorityClass);
+  if (index < 0) {
+    throw new SwitchyardError(ErrorCode.InvalidRequest, `x-switchyard-priority must be one of ${PRIORITY_CLASSES.join(', ')}.`, {
+      param: 'x-switchyard-priority',
+    });
+  }
+  return PRIORITY_CLASSES[Math.max(index, PRIORITY_CLASSES.indexOf(allowed))] as PriorityClass;
+}
+
+/** How long the request may wait for capacity: its class's deadline, or less if the client asks. */
+function queueTimeoutMs(deps: GatewayDeps, request: FastifyRequest, priority: PriorityClass): number {
+  const s = deps.settings;
+  const limit = priority === 'interactive' ? s.queueDeadlineInteractiveMs : priority === 'batch' ? s.queueDeadlineBatchMs : s.queueDeadlineStandardMs;
+  const asked = request.headers['x-switchyard-queue-timeout-ms'];
+  if (asked === undefined || asked === '') return limit;
+  const value = Number(Array.isArray(asked) ? asked[0] : asked);
+  if (!Number.isInteger(value) || value < 0) {
+    throw new SwitchyardError(ErrorCode.InvalidRequest, 'x-switchyard-queue-timeout-ms must be a whole number of milliseconds >= 0.', {
+      param: 'x-switchyard-queue-timeout-ms',
+    });
+  }
+  return Math.min(limit, value);
+}
+
+/** Session affinity key: `x-session-id`, else the OpenAI `user` field. */
+function affinityKeyOf(request: FastifyRequest, body: InferenceBody): string | undefined {
+  const header = request.headers['x-session-id'];
+  if (typeof header === 'string' && header !== '') return header;
+  return typeof body.user === 'string' && body.user !== '' ? body.user : undefined;
 }

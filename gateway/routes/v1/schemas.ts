@@ -62,4 +62,6 @@ export interface InferenceBody {
   stream_options?: { include_usage?: boolean } | null;
   max_tokens?: number | null;
   max_completion_tokens?: number | null;
+  /** End-user id (chat completions): also the session affinity key when no x-session-id is sent. */
+  user?: string;
 }

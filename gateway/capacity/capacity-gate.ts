@@ -1,0 +1,354 @@
+import { randomBytes } from 'node:crypto';
+import { ErrorCode, SwitchyardError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { FairQueue, type PriorityClass, type QueueEntry, type Ticket } from '../../scheduler/admission/fair-queue.js';
+import type { CapacityLedger, LedgerNode } from '../../scheduler/capacity/ledger.js';
+import type { Fleet, RegionRoute } from '../../scheduler/fleet.js';
+import type { NodeState } from '../../scheduler/node-state.js';
+import type { ExpectedCompletionPolicy } from '../../scheduler/placement/expected-completion.js';
+import type { CapacityMetrics } from './capacity-metrics.js';
+
+export interface AdmissionRequest {
+  readonly model: string;
+  readonly route: readonly RegionRoute[];
+  readonly costTokens: number;
+  /** Nodes already tried for this request (failed attempts). */
+  readonly exclude: ReadonlySet<NodeState> | undefined;
+  readonly priority: PriorityClass;
+  readonly tenant: string;
+  readonly weight: number;
+  /** Latest time (ms since epoch) the request may still be waiting for capacity. */
+  readonly deadlineAt: number;
+  readonly affinityKey: string | undefined;
+  /** Aborted when the client goes away: the request leaves the queue at once. */
+  readonly signal: AbortSignal;
+}
+
+/** Capacity held on one node for one request. `release` exactly once (extra calls do nothing). */
+export interface CapacityGrant {
+  readonly node: NodeState;
+  /** How long the request waited in the admission queue, ms (0 when placed at once). */
+  readonly waitedMs: number;
+  release(): void;
+}
+
+export interface GateSettings {
+  /** Most requests waiting per (model, region) queue; beyond it 503 at once. */
+  readonly queueMax: number;
+  /** How often the ledger view is refreshed and waiting queues retried, ms. */
+  readonly syncIntervalMs: number;
+  /** Candidates sent to the ledger per attempt: it grants the first that still has room. */
+  readonly candidates: number;
+  /** Sessions remembered for affinity (least recently used ones are forgotten). */
+  readonly sessionMemory: number;
+}
+
+interface Waiter extends QueueEntry {
+  readonly req: AdmissionRequest;
+  readonly queue: ModelQueue;
+  readonly enqueuedAt: number;
+  ticket: Ticket<Waiter> | undefined;
+  timer: NodeJS.Timeout | undefined;
+  resolve(grant: CapacityGrant): void;
+  reject(error: Error): void;
+  onAbort(): void;
+}
+
+interface ModelQueue {
+  readonly model: string;
+  readonly region: string;
+  readonly waiting: FairQueue<Waiter>;
+  pumping: boolean;
+  again: boolean;
+}
+
+const NO_NODE = 0;
+const FULL = 1;
+type PlaceResult = CapacityGrant | typeof NO_NODE | typeof FULL;
+
+/**
+ * The gateway's admission control. A request is placed at once when a node has headroom in the
+ * capacity ledger (shared by every gateway) and nobody is waiting for its model; otherwise it
+ * waits in a queue per model and origin region, ordered by priority class and then fair share
+ * between tenants in tokens, until capacity frees up, its deadline passes (503 `no_capacity`
+ * with a Retry-After estimated from the queue) or its client goes away.
+ *
+ * Placement itself is arithmetic on the local ledger view (`ExpectedCompletionPolicy.rank`); the
+ * one network call is the ledger's atomic reserve over the best few candidates. Leases of running
+ * requests are renewed every third of their TTL, so a gateway that dies frees its capacity within
+ * one TTL.
+ */
+export class CapacityGate {
+  private readonly queues = new Map<string, ModelQueue>();
+  private readonly leases = new Set<string>();
+  private readonly sessions = new Map<string, NodeState>();
+  private readonly leasePrefix = randomBytes(6).toString('hex');
+  private leaseCounter = 0;
+  private syncTimer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private lastSnapshotAt = 0;
+  private syncing = false;
+
+  constructor(
+    private readonly fleet: Fleet,
+    private readonly ledger: CapacityLedger,
+    private readonly policy: ExpectedCompletionPolicy,
+    private readonly settings: GateSettings,
+    private readonly metrics: CapacityMetrics,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    metrics.watchQueues(() => this.queues.values());
+  }
+
+  async start(): Promise<void> {
+    await this.sync(true);
+    this.syncTimer = setInterval(() => void this.sync(false), this.settings.syncIntervalMs);
+    this.syncTimer.unref();
+    this.renewTimer = setInterval(() => void this.renewLeases(), Math.max(100, this.ledger.leaseTtlMs / 3));
+    this.renewTimer.unref();
+  }
+
+  /** Stops the timers. Waiting requests are answered 503; running ones release normally. */
+  stop(): void {
+    clearInterval(this.syncTimer);
+    clearInterval(this.renewTimer);
+    for (const q of this.queues.values()) {
+      for (let w = q.waiting.shift(); w !== undefined; w = q.waiting.shift()) {
+        this.settle(w);
+        w.reject(new SwitchyardError(ErrorCode.NoCapacity, 'The gateway is shutting down; retry on another replica.', { retryAfterSeconds: 1 }));
+      }
+    }
+  }
+
+  /** Requests waiting for capacity, all queues together. */
+  get waiting(): number {
+    let n = 0;
+    for (const q of this.queues.values()) n += q.waiting.size;
+    return n;
+  }
+
+  async acquire(req: AdmissionRequest): Promise<CapacityGrant> {
+    const queue = this.queueFor(req.model, req.route[0]?.region.id ?? '');
+    // Nobody waiting: try at once. Otherwise join the queue behind them (no overtaking).
+    if (queue.waiting.size === 0) {
+      const placed = await this.tryPlace(req, 0);
+      if (placed === NO_NODE) throw noHealthyNode(req.model);
+      if (placed !== FULL) return placed;
+    }
+    if (req.signal.aborted) throw clientClosed();
+    if (queue.waiting.size >= this.settings.queueMax) {
+      this.metrics.rejected('queue_full');
+      throw this.noCapacity(queue, req, 'The admission queue for this model is full.');
+    }
+    const now = this.now();
+    if (req.deadlineAt <= now) {
+      this.metrics.rejected('deadline');
+      throw this.noCapacity(queue, req, 'No capacity is free and the request may not wait.');
+    }
+    return new Promise<CapacityGrant>((resolve, reject) => {
+      const waiter: Waiter = {
+        req,
+        queue,
+        tenant: req.tenant,
+        weight: req.weight,
+        cost: req.costTokens,
+        priority: req.priority,
+        enqueuedAt: now,
+        ticket: undefined,
+        timer: undefined,
+        resolve,
+        reject,
+        onAbort: () => {
+          if (waiter.ticket === undefined || !queue.waiting.remove(waiter.ticket)) return;
+          this.settle(waiter);
+          this.metrics.rejected('client_closed');
+          reject(clientClosed());
+        },
+      };
+      waiter.ticket = queue.waiting.push(waiter);
+      waiter.timer = setTimeout(() => {
+        if (waiter.ticket === undefined || !queue.waiting.remove(waiter.ticket)) return;
+        this.settle(waiter);
+        this.metrics.rejected('deadline');
+        reject(this.noCapacity(queue, req, `No capacity became free within the request's deadline (${Math.round(req.deadlineAt - waiter.enqueuedAt)} ms).`));
+      }, req.deadlineAt - now);
+      req.signal.addEventListener('abort', waiter.onAbort, { once: true });
+      this.pump(queue);
+    });
+  }
+
+  /**
+   * Ranks nodes on the local view and asks the ledger for the best few; on a refusal (another
+   * gateway was faster) the view is fresher and ranking runs once more.
+   */
+  private async tryPlace(req: AdmissionRequest, waitedMs: number): Promise<PlaceResult> {
+    for (let round = 0; round < 2; round++) {
+      const lastNode = req.affinityKey === undefined ? undefined : this.sessions.get(req.affinityKey);
+      const ranking = this.policy.rank(
+        { model: req.model, costTokens: req.costTokens, route: req.route, exclude: req.exclude, now: this.now(), affinityKey: req.affinityKey, lastNode },
+        this.settings.candidates,
+      );
+      if (ranking.eligible === 0) return NO_NODE;
+      if (ranking.nodes.length === 0) return FULL;
+      const leaseId = `${this.leasePrefix}:${++this.leaseCounter}`;
+      const horizon = this.policy.options.horizonSeconds;
+      const candidates: LedgerNode[] = ranking.nodes.map((n) => ({ id: n.id, maxSequences: n.spec.maxSequences, tokenBudget: n.tokenBudget(horizon) }));
+      const outcome = await this.ledger.reserve(leaseId, req.costTokens, candidates);
+      for (let i = 0; i < ranking.nodes.length; i++) {
+        (ranking.nodes[i] as NodeState).setReserved(outcome.sequences[i] ?? 0, outcome.tokens[i] ?? 0);
+      }
+      if (outcome.granted < 0) continue;
+      const node = ranking.nodes[outcome.granted] as NodeState;
+      node.reserve(req.costTokens);
+      this.leases.add(leaseId);
+      if (req.affinityKey !== undefined) this.remember(req.affinityKey, node);
+      this.metrics.admitted(req.priority, waitedMs / 1000);
+      return this.grant(node, leaseId, req.costTokens, waitedMs);
+    }
+    return FULL;
+  }
+
+  private grant(node: NodeState, leaseId: string, cost: number, waitedMs: number): CapacityGrant {
+    let released = false;
+    return {
+      node,
+      waitedMs,
+      release: () => {
+        if (released) return;
+        released = true;
+        node.release(cost);
+        this.leases.delete(leaseId);
+        this.ledger.release(leaseId).then(
+          (totals) => {
+            if (totals !== undefined) this.fleet.nodes.get(totals.nodeId)?.setReserved(totals.sequences, totals.tokens);
+            this.pumpAll();
+          },
+          (err: unknown) => this.log.warn({ err: (err as Error).message }, 'capacity release failed; the lease will expire'),
+        );
+      },
+    };
+  }
+
+  /**
+   * Places waiting requests, head first, while nodes have room. One pump per queue at a time;
+   * a call that arrives meanwhile makes the running pump go round once more.
+   */
+  private pump(queue: ModelQueue): void {
+    if (queue.pumping) {
+      queue.again = true;
+      return;
+    }
+    queue.pumping = true;
+    void (async () => {
+      try {
+        do {
+          queue.again = false;
+          for (let head = queue.waiting.peek(); head !== undefined; head = queue.waiting.peek()) {
+            const placed = await this.tryPlace(head.req, this.now() - head.enqueuedAt);
+            if (placed === FULL) break;
+            // The head may have left (deadline, disconnect) while the ledger answered.
+            const stillWaiting = head.ticket !== undefined && queue.waiting.remove(head.ticket);
+            if (!stillWaiting) {
+              if (placed !== NO_NODE) placed.release();
+              continue;
+            }
+            this.settle(head);
+            if (placed === NO_NODE) head.reject(noHealthyNode(head.req.model));
+            else head.resolve(placed);
+          }
+        } while (queue.again);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'admission queue pump failed; retrying on the next sync');
+      } finally {
+        queue.pumping = false;
+      }
+    })();
+  }
+
+  private pumpAll(): void {
+    for (const q of this.queues.values()) if (q.waiting.size > 0) this.pump(q);
+  }
+
+  /**
+   * Refreshes the ledger view (every second when idle, every tick while requests wait, since
+   * other gateways' releases are only seen this way) and retries the queues.
+   */
+  private async sync(force: boolean): Promise<void> {
+    const busy = this.waiting > 0;
+    const now = this.now();
+    if (this.syncing || (!force && !busy && now - this.lastSnapshotAt < 1000)) return;
+    this.syncing = true;
+    try {
+      const totals = await this.ledger.snapshot();
+      this.lastSnapshotAt = now;
+      const seen = new Set<string>();
+      for (const t of totals) {
+        const node = this.fleet.nodes.get(t.nodeId);
+        if (node === undefined) continue;
+        node.setReserved(Math.max(0, t.sequences), Math.max(0, t.tokens));
+        seen.add(t.nodeId);
+      }
+      for (const node of this.fleet.nodes.values()) if (!seen.has(node.id)) node.setReserved(0, 0);
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'ledger snapshot failed');
+    } finally {
+      this.syncing = false;
+    }
+    this.pumpAll();
+  }
+
+  private async renewLeases(): Promise<void> {
+    if (this.leases.size === 0) return;
+    try {
+      await this.ledger.renew([...this.leases]);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'capacity lease renewal failed');
+    }
+  }
+
+  private settle(w: Waiter): void {
+    clearTimeout(w.timer);
+    w.req.signal.removeEventListener('abort', w.onAbort);
+  }
+
+  private remember(key: string, node: NodeState): void {
+    this.sessions.delete(key);
+    this.sessions.set(key, node);
+    if (this.sessions.size > this.settings.sessionMemory) {
+      const oldest = this.sessions.keys().next().value;
+      if (oldest !== undefined) this.sessions.delete(oldest);
+    }
+  }
+
+  private queueFor(model: string, region: string): ModelQueue {
+    // Models are checked against the configured fleet before admission, so the map stays bounded.
+    const key = `${model}\u0000${region}`;
+    let q = this.queues.get(key);
+    if (q === undefined) {
+      q = { model, region, waiting: new FairQueue<Waiter>(), pumping: false, again: false };
+      this.queues.set(key, q);
+    }
+    return q;
+  }
+
+  /** 503 no_capacity, with Retry-After from the tokens queued ahead over the model's capacity. */
+  private noCapacity(queue: ModelQueue, req: AdmissionRequest, message: string): SwitchyardError {
+    let tokensPerSecond = 0;
+    const now = this.now();
+    for (const hop of req.route) for (const n of hop.nodes) if (n.serves(req.model) && n.isAvailable(now)) tokensPerSecond += n.tokensPerSecond;
+    const backlog = queue.waiting.queuedTokens + req.costTokens;
+    const seconds = tokensPerSecond > 0 ? Math.ceil(backlog / tokensPerSecond) : 5;
+    return new SwitchyardError(ErrorCode.NoCapacity, `${message} The fleet is at capacity for \`${req.model}\`; retry later.`, {
+      retryAfterSeconds: Math.min(300, Math.max(1, seconds)),
+    });
+  }
+}
+
+function noHealthyNode(model: string): SwitchyardError {
+  return new SwitchyardError(ErrorCode.NoHealthyNode, `No healthy node serves model '${model}' right now.`, { retryAfterSeconds: 1 });
+}
+
+function clientClosed(): SwitchyardError {
+  return new SwitchyardError(ErrorCode.InvalidRequest, 'client closed the request', { status: 499 });
+}
