@@ -50,6 +50,8 @@ export interface EngineSnapshot {
   running: number;
   waiting: number;
   peakRunning: number;
+  /** Most requests inside the engine at once, running and waiting together. */
+  peakInFlight: number;
   completed: number;
   aborted: number;
   promptTokens: number;
@@ -92,6 +94,7 @@ export class BatchEngine {
   #stopTimer: (() => void) | undefined;
   #lastTick = 0;
   #peakRunning = 0;
+  #peakInFlight = 0;
   #completed = 0;
   #aborted = 0;
   #closed = false;
@@ -115,6 +118,7 @@ export class BatchEngine {
     };
     this.#waiting.add(seq);
     seq.counters.waiting++;
+    this.#peakInFlight = Math.max(this.#peakInFlight, this.#waiting.size + this.#running.size);
     this.#admit();
     this.#ensureTimer();
     return { abort: () => this.#abort(seq) };
@@ -141,6 +145,7 @@ export class BatchEngine {
       running: this.#running.size,
       waiting: this.#waiting.size,
       peakRunning: this.#peakRunning,
+      peakInFlight: this.#peakInFlight,
       completed: this.#completed,
       aborted: this.#aborted,
       promptTokens,

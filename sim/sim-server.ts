@@ -17,6 +17,8 @@ export interface SimStats {
   running: number;
   waiting: number;
   peakRunning: number;
+  /** Most requests inside the engine at once (running + waiting): what a scheduler sent it. */
+  peakInFlight: number;
   /** Requests answered in full. */
   completed: number;
   /** Requests whose connection closed before the answer finished: client aborts and scripted drops. */
@@ -51,6 +53,7 @@ function statsOf(ctx: InferenceContext): SimStats {
     running: s.running,
     waiting: s.waiting,
     peakRunning: s.peakRunning,
+    peakInFlight: s.peakInFlight,
     completed: s.completed,
     aborted: s.aborted + ctx.abortedOutsideEngine,
     promptTokens: s.promptTokens,

@@ -295,7 +295,7 @@ describe('metrics', () => {
     const res = await fetch(`${sim.url}/sim/stats`);
     const body = (await res.json()) as Record<string, number>;
     expect(Object.keys(body).sort()).toEqual(
-      ['aborted', 'completed', 'generationTokens', 'peakRunning', 'promptTokens', 'received', 'running', 'waiting'],
+      ['aborted', 'completed', 'generationTokens', 'peakInFlight', 'peakRunning', 'promptTokens', 'received', 'running', 'waiting'],
     );
     expect(body['received']).toBeGreaterThan(0);
     expect(body['completed']).toBeGreaterThan(0);
