@@ -1,4 +1,5 @@
 import { FairQueue, type QueueEntry, type Ticket } from '../../scheduler/admission/fair-queue.js';
+import { workTokens } from '../../scheduler/capacity/cost-estimator.js';
 import type { ExpectedCompletionPolicy } from '../../scheduler/placement/expected-completion.js';
 import type { PlacementPolicy, PlacementRequest } from '../../scheduler/placement/policy.js';
 import type { Dispatcher, Fleet, SimRequest } from './fleet-sim.js';
@@ -7,7 +8,7 @@ import type { Dispatcher, Fleet, SimRequest } from './fleet-sim.js';
 function placementRequest(fleet: Fleet, req: SimRequest, now: number, affinity: boolean): PlacementRequest {
   const key = affinity ? req.conversation : undefined;
   return {
-    model: 'm', costTokens: req.promptTokens + req.outputTokens, route: fleet.route, exclude: undefined, now,
+    model: 'm', costTokens: req.promptTokens + req.outputTokens, workTokens: workTokens(req.promptTokens, req.outputTokens), route: fleet.route, exclude: undefined, now,
     affinityKey: key, lastNode: key === undefined ? undefined : fleet.lastNode(key),
   };
 }
@@ -22,7 +23,8 @@ export class ImmediateDispatch implements Dispatcher {
   arrive(fleet: Fleet, req: SimRequest, now: number): void {
     const node = this.policy.choose(placementRequest(fleet, req, now, false));
     if (node === undefined) throw new Error('no eligible node');
-    fleet.place(req, node);
+    // The baselines keep their books in whole tokens (least-work's score reads them).
+    fleet.place(req, node, req.promptTokens + req.outputTokens);
   }
 
   pump(): void {}
@@ -60,7 +62,7 @@ export class AdmissionQueueDispatch implements Dispatcher {
     if (this.queue.size === 0) {
       const node = this.policy.rank(placementRequest(fleet, req, now, this.options.affinity), 1).nodes[0];
       if (node !== undefined) {
-        fleet.place(req, node);
+        fleet.place(req, node, workTokens(req.promptTokens, req.outputTokens));
         return;
       }
     }
@@ -74,7 +76,7 @@ export class AdmissionQueueDispatch implements Dispatcher {
       const node = this.policy.rank(placementRequest(fleet, entry.req, now, this.options.affinity), 1).nodes[0];
       if (node === undefined) return;
       this.queue.shift();
-      fleet.place(entry.req, node);
+      fleet.place(entry.req, node, workTokens(entry.req.promptTokens, entry.req.outputTokens));
     }
   }
 

@@ -60,7 +60,7 @@ export interface RequestSource {
 /** What a dispatcher may do with the fleet. */
 export interface Fleet {
   readonly route: readonly RegionRoute[];
-  place(req: SimRequest, node: NodeState): void;
+  place(req: SimRequest, node: NodeState, charge: number): void;
   reject(req: SimRequest, now: number): void;
   /** The node that took the conversation's previous turn (what a gateway remembers). */
   lastNode(conversation: string): NodeState | undefined;
@@ -79,6 +79,8 @@ export const PREFILL_FACTOR = 10;
 
 interface Seq {
   readonly req: SimRequest;
+  /** Tokens charged to the node's books at placement, given back at the end. */
+  readonly charge: number;
   prefillLeft: number;
   decoded: number;
   firstTokenMs: number;
@@ -157,16 +159,16 @@ class FleetSim implements Fleet {
 
   /**
    * The gateway's books, exact here (one gateway): in-flight counts for the baselines and the
-   * capacity ledger's reservations for Switchyard's policy, both at prompt + output tokens.
+   * capacity ledger's reservations for Switchyard's policy, both charged what the dispatcher
+   * says (the gateway charges the ledger work tokens: output plus a tenth of the prompt).
    */
-  place(req: SimRequest, state: NodeState): void {
+  place(req: SimRequest, state: NodeState, charge: number): void {
     const node = this.byState.get(state);
     if (node === undefined) throw new Error(`unknown node ${state.id}`);
-    const cost = req.promptTokens + req.outputTokens;
-    state.reserve(cost);
-    state.setReserved(state.reservedSequences + 1, state.reservedTokens + cost);
+    state.reserve(charge);
+    state.setReserved(state.reservedSequences + 1, state.reservedTokens + charge);
     if (req.conversation !== undefined) this.last.set(req.conversation, state);
-    node.waiting.push({ req, prefillLeft: 0, decoded: 0, firstTokenMs: 0, credit: 0 });
+    node.waiting.push({ req, charge, prefillLeft: 0, decoded: 0, firstTokenMs: 0, credit: 0 });
   }
 
   reject(req: SimRequest, now: number): void {
@@ -250,9 +252,8 @@ class FleetSim implements Fleet {
       tpotMs: req.outputTokens > 1 ? (end - s.firstTokenMs) / (req.outputTokens - 1) : 0,
       outputTokens: req.outputTokens,
     });
-    const cost = req.promptTokens + req.outputTokens;
-    node.state.release(cost);
-    node.state.setReserved(node.state.reservedSequences - 1, node.state.reservedTokens - cost);
+    node.state.release(s.charge);
+    node.state.setReserved(node.state.reservedSequences - 1, node.state.reservedTokens - s.charge);
     // The whole history (prompt and answer) stays cached for the conversation's next turn.
     if (req.conversation !== undefined) node.cache.store(req.conversation, req.promptTokens + req.outputTokens);
     this.result.rejected += this.source.settle(req, end, true);

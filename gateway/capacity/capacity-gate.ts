@@ -11,7 +11,10 @@ import type { CapacityMetrics } from './capacity-metrics.js';
 export interface AdmissionRequest {
   readonly model: string;
   readonly route: readonly RegionRoute[];
+  /** Prompt plus output tokens: the tenant's fair-share charge. */
   readonly costTokens: number;
+  /** The request's load on a node in output-token equivalents: what the ledger reserves. */
+  readonly workTokens: number;
   /** Nodes already tried for this request (failed attempts). */
   readonly exclude: ReadonlySet<NodeState> | undefined;
   readonly priority: PriorityClass;
@@ -186,7 +189,7 @@ export class CapacityGate {
     for (let round = 0; round < 2; round++) {
       const lastNode = req.affinityKey === undefined ? undefined : this.sessions.get(req.affinityKey);
       const ranking = this.policy.rank(
-        { model: req.model, costTokens: req.costTokens, route: req.route, exclude: req.exclude, now: this.now(), affinityKey: req.affinityKey, lastNode },
+        { model: req.model, costTokens: req.costTokens, workTokens: req.workTokens, route: req.route, exclude: req.exclude, now: this.now(), affinityKey: req.affinityKey, lastNode },
         this.settings.candidates,
       );
       if (ranking.eligible === 0) return NO_NODE;
@@ -194,17 +197,17 @@ export class CapacityGate {
       const leaseId = `${this.leasePrefix}:${++this.leaseCounter}`;
       const horizon = this.policy.options.horizonSeconds;
       const candidates: LedgerNode[] = ranking.nodes.map((n) => ({ id: n.id, maxSequences: n.spec.maxSequences, tokenBudget: n.tokenBudget(horizon) }));
-      const outcome = await this.ledger.reserve(leaseId, req.costTokens, candidates);
+      const outcome = await this.ledger.reserve(leaseId, req.workTokens, candidates);
       for (let i = 0; i < ranking.nodes.length; i++) {
         (ranking.nodes[i] as NodeState).setReserved(outcome.sequences[i] ?? 0, outcome.tokens[i] ?? 0);
       }
       if (outcome.granted < 0) continue;
       const node = ranking.nodes[outcome.granted] as NodeState;
-      node.reserve(req.costTokens);
+      node.reserve(req.workTokens);
       this.leases.add(leaseId);
       if (req.affinityKey !== undefined) this.remember(req.affinityKey, node);
       this.metrics.admitted(req.priority, waitedMs / 1000);
-      return this.grant(node, leaseId, req.costTokens, waitedMs);
+      return this.grant(node, leaseId, req.workTokens, waitedMs);
     }
     return FULL;
   }
@@ -337,6 +340,7 @@ export class CapacityGate {
     let tokensPerSecond = 0;
     const now = this.now();
     for (const hop of req.route) for (const n of hop.nodes) if (n.serves(req.model) && n.isAvailable(now)) tokensPerSecond += n.tokensPerSecond;
+    // Queued fair-share tokens over capacity in output tokens/s: conservative, prompts count whole.
     const backlog = queue.waiting.queuedTokens + req.costTokens;
     const seconds = tokensPerSecond > 0 ? Math.ceil(backlog / tokensPerSecond) : 5;
     return new SwitchyardError(ErrorCode.NoCapacity, `${message} The fleet is at capacity for \`${req.model}\`; retry later.`, {

@@ -24,7 +24,10 @@ export interface ProxyCall {
   /** Path below the node's base URL, e.g. `/v1/chat/completions`. */
   readonly path: string;
   readonly model: string;
+  /** Estimated tokens, prompt plus output: the fair-share charge. */
   readonly costTokens: number;
+  /** Estimated load on a node (output + a tenth of the prompt): what placement and the ledger charge. */
+  readonly workTokens: number;
   readonly body: Buffer | string;
   readonly requestId: string;
   readonly route: readonly RegionRoute[];
@@ -87,6 +90,7 @@ export class UpstreamProxy {
           model: call.model,
           route: call.route,
           costTokens: call.costTokens,
+          workTokens: call.workTokens,
           exclude: tried,
           priority: call.priority,
           tenant: call.tenant,

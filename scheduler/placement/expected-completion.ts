@@ -56,6 +56,7 @@ export class ExpectedCompletionPolicy implements PlacementPolicy {
    */
   rank(req: PlacementRequest, max: number): Ranking {
     const horizon = this.options.horizonSeconds;
+    const work = req.workTokens ?? req.costTokens;
     const nodes: NodeState[] = [];
     const scores: number[] = [];
     let eligible = 0;
@@ -86,12 +87,12 @@ export class ExpectedCompletionPolicy implements PlacementPolicy {
             }
           }
         }
-        if (node.hasHeadroom(req.costTokens, horizon, req.now)) {
+        if (node.hasHeadroom(work, horizon, req.now)) {
           insert(nodes, scores, node, this.expectedSeconds(node, hop.rttMs, req.costTokens), max);
         }
       }
     }
-    if (preferred !== undefined && nodes.length > 0 && preferred !== nodes[0] && preferred.hasHeadroom(req.costTokens, horizon, req.now)) {
+    if (preferred !== undefined && nodes.length > 0 && preferred !== nodes[0] && preferred.hasHeadroom(work, horizon, req.now)) {
       if (this.expectedSeconds(preferred, preferredRtt, req.costTokens) <= (scores[0] as number) * this.options.affinitySlack) {
         const at = nodes.indexOf(preferred);
         if (at >= 0) nodes.splice(at, 1);

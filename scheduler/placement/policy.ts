@@ -3,8 +3,13 @@ import type { NodeState } from '../node-state.js';
 
 export interface PlacementRequest {
   readonly model: string;
-  /** Estimated tokens: prompt plus requested output. */
+  /** Estimated tokens, prompt plus output: the request's own run time is scored on these. */
   readonly costTokens: number;
+  /**
+   * What the request takes from a node's token budget in the ledger: output plus a tenth of the
+   * prompt (see `workTokens`). Defaults to `costTokens`.
+   */
+  readonly workTokens?: number | undefined;
   /** Regions allowed, nearest first (already limited to the residency group). */
   readonly route: readonly RegionRoute[];
   /** Nodes already tried for this request (failed attempts); never chosen again. */

@@ -46,7 +46,8 @@ async function handle(
   // Prompt estimate without walking the messages (body bytes per token, learned per model from
   // the engines' usage) plus the output asked for, or the model's usual output.
   const maxTokens = body.max_completion_tokens ?? body.max_tokens;
-  const costTokens = deps.costs.cost(body.model, raw.length, maxTokens);
+  const estimate = deps.costs.estimate(body.model, raw.length, maxTokens);
+  const costTokens = estimate.tokens;
   const priority = priorityOf(request, call);
   const deadlineAt = Date.now() + queueTimeoutMs(deps, request, priority);
   const clientWantsUsage = body.stream_options?.include_usage === true;
@@ -68,6 +69,7 @@ async function handle(
     path,
     model: body.model,
     costTokens,
+    workTokens: estimate.work,
     body: upstreamBody,
     requestId: request.id,
     route,
