@@ -9,7 +9,8 @@ import { isEligible, type PlacementPolicy, type PlacementRequest } from './polic
  * lowest (outstanding tokens + this request's cost) / tokens per second (learned, else declared) wins: the time the
  * node needs to drain its work, so a node with ten times the capacity takes ten times the load.
  * When every region is full, the least-loaded node of the nearest region that has any eligible node
- * takes the request (it waits in the engine; the admission queue comes with the capacity scheduler).
+ * takes the request (it waits in the engine). Issue 2's policy, kept as a baseline: the gateway uses
+ * `ExpectedCompletionPolicy` with the capacity ledger and admission queue.
  */
 export class LeastWorkPolicy implements PlacementPolicy {
   readonly name = 'least-work';
