@@ -7,6 +7,8 @@ export type Priority = 'interactive' | 'standard' | 'batch';
 export interface TenantRecord {
   readonly id: string;
   readonly name: string;
+  /** Share weight in the admission queue's fair share (1 = equal). */
+  readonly weight: number;
   readonly createdAt: Date;
   readonly disabledAt: Date | null;
 }
@@ -19,6 +21,8 @@ export interface ApiKeyRecord {
   readonly limits: KeyLimits;
   readonly models: readonly string[];
   readonly priority: Priority;
+  /** The tenant's share weight, read with the key so the hot path needs no second lookup. */
+  readonly tenantWeight: number;
   readonly createdAt: Date;
   readonly revokedAt: Date | null;
 }
@@ -32,7 +36,8 @@ export interface NewKey {
 }
 
 export interface KeyStore {
-  createTenant(t: { id: string; name?: string }): Promise<TenantRecord>;
+  /** Creates the tenant, or updates its name and weight when given; re-enables a disabled one. */
+  createTenant(t: { id: string; name?: string; weight?: number }): Promise<TenantRecord>;
   listTenants(): Promise<TenantRecord[]>;
   /** Disables the tenant and revokes its keys; false when there is no such active tenant. */
   deleteTenant(id: string): Promise<boolean>;
@@ -59,11 +64,14 @@ interface KeyRow {
   limits: KeyLimits;
   models: string[];
   priority: Priority;
+  tenant_weight: number;
   created_at: Date;
   revoked_at: Date | null;
 }
 
-const KEY_COLUMNS = 'k.id, k.tenant_id, k.name, k.key_prefix, k.limits, k.models, k.priority, k.created_at, k.revoked_at';
+const KEY_COLUMNS =
+  'k.id, k.tenant_id, k.name, k.key_prefix, k.limits, k.models, k.priority, k.created_at, k.revoked_at, ' +
+  '(SELECT w.weight FROM tenants w WHERE w.id = k.tenant_id) AS tenant_weight';
 
 function toKey(r: KeyRow): ApiKeyRecord {
   return {
@@ -74,31 +82,32 @@ function toKey(r: KeyRow): ApiKeyRecord {
     limits: r.limits,
     models: r.models,
     priority: r.priority,
+    tenantWeight: r.tenant_weight,
     createdAt: r.created_at,
     revokedAt: r.revoked_at,
   };
 }
 
-function toTenant(r: { id: string; name: string; created_at: Date; disabled_at: Date | null }): TenantRecord {
-  return { id: r.id, name: r.name, createdAt: r.created_at, disabledAt: r.disabled_at };
+function toTenant(r: { id: string; name: string; weight: number; created_at: Date; disabled_at: Date | null }): TenantRecord {
+  return { id: r.id, name: r.name, weight: r.weight, createdAt: r.created_at, disabledAt: r.disabled_at };
 }
 
 /** Tenants and API keys in Postgres (or the embedded PGlite). */
 export class PgKeyStore implements KeyStore {
   constructor(private readonly db: Database) {}
 
-  async createTenant(t: { id: string; name?: string }): Promise<TenantRecord> {
+  async createTenant(t: { id: string; name?: string; weight?: number }): Promise<TenantRecord> {
     const { rows } = await this.db.pool.query(
-      `INSERT INTO tenants (id, name) VALUES ($1, $2)
-       ON CONFLICT (id) DO UPDATE SET name = COALESCE($3, tenants.name), disabled_at = NULL
-       RETURNING id, name, created_at, disabled_at`,
-      [t.id, t.name ?? t.id, t.name ?? null],
+      `INSERT INTO tenants (id, name, weight) VALUES ($1, $2, COALESCE($4::double precision, 1))
+       ON CONFLICT (id) DO UPDATE SET name = COALESCE($3, tenants.name), weight = COALESCE($4::double precision, tenants.weight), disabled_at = NULL
+       RETURNING id, name, weight, created_at, disabled_at`,
+      [t.id, t.name ?? t.id, t.name ?? null, t.weight ?? null],
     );
     return toTenant(rows[0]);
   }
 
   async listTenants(): Promise<TenantRecord[]> {
-    const { rows } = await this.db.pool.query('SELECT id, name, created_at, disabled_at FROM tenants ORDER BY id');
+    const { rows } = await this.db.pool.query('SELECT id, name, weight, created_at, disabled_at FROM tenants ORDER BY id');
     return rows.map(toTenant);
   }
 

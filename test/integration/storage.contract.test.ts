@@ -62,6 +62,19 @@ describe.each(['postgres', 'embedded'])('stores on %s', (which) => {
     expect((await keys.getKey(k.id))?.revokedAt).toBeInstanceOf(Date);
   });
 
+  it("KeyStore: a tenant's share weight defaults to 1, can be set and updated, and comes with its keys", async () => {
+    const keys = new PgKeyStore(db());
+    const tenant = uniqueName('t');
+    const { record, secret } = await keys.createKey({ tenant, name: 'a', limits: { requestsPerMinute: 0, tokensPerMinute: 0, maxConcurrent: 0 }, models: ['*'], priority: 'standard' });
+    expect(record.tenantWeight).toBe(1);
+    expect(await keys.createTenant({ id: tenant, weight: 3 })).toMatchObject({ id: tenant, name: tenant, weight: 3 });
+    expect((await keys.findBySecret(secret))?.tenantWeight).toBe(3);
+    expect((await keys.getKey(record.id))?.tenantWeight).toBe(3);
+    // Re-posting without a weight keeps it.
+    expect(await keys.createTenant({ id: tenant, name: 'Renamed' })).toMatchObject({ name: 'Renamed', weight: 3 });
+    await expect(keys.createTenant({ id: tenant, weight: 0 })).rejects.toThrow();
+  });
+
   it('KeyStore: deleting a tenant disables all its keys', async () => {
     const keys = new PgKeyStore(db());
     const tenant = uniqueName('t');

@@ -32,7 +32,10 @@ const CreateKey = Type.Object(
   },
   { additionalProperties: false },
 );
-const CreateTenant = Type.Object({ id: Id, name: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false });
+const CreateTenant = Type.Object(
+  { id: Id, name: Type.Optional(Type.String({ maxLength: 200 })), weight: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1000 })) },
+  { additionalProperties: false },
+);
 const UsageQuery = Type.Object({
   from: Type.Optional(Type.String({ format: 'date-time' })),
   to: Type.Optional(Type.String({ format: 'date-time' })),
@@ -84,8 +87,12 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps, onRevoked?: (
       });
 
       admin.post('/tenants', { schema: { body: CreateTenant } }, async (request, reply) => {
-        const body = request.body as { id: string; name?: string };
-        const tenant = await deps.keys.createTenant(body.name === undefined ? { id: body.id } : { id: body.id, name: body.name });
+        const body = request.body as { id: string; name?: string; weight?: number };
+        const tenant = await deps.keys.createTenant({
+          id: body.id,
+          ...(body.name === undefined ? {} : { name: body.name }),
+          ...(body.weight === undefined ? {} : { weight: body.weight }),
+        });
         return reply.code(201).send(tenant);
       });
       admin.get('/tenants', async () => ({ object: 'list', data: await deps.keys.listTenants() }));

@@ -76,7 +76,7 @@ async function handle(
     signal: abort.signal,
     priority,
     tenant: call.key?.tenantId ?? '',
-    weight: 1,
+    weight: call.key?.tenantWeight ?? 1,
     deadlineAt,
     affinityKey: affinityKeyOf(request, body),
   });
