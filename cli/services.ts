@@ -18,6 +18,7 @@ import { MemoryUsageBuffer, RedisUsageBuffer, type UsageBuffer } from '../core/s
 import { UsageFlusher } from '../core/storage/usage-flusher.js';
 import { PgUsageStore, type UsageStore } from '../core/storage/usage-store.js';
 import type { CapacityLedger } from '../scheduler/capacity/ledger.js';
+import { MemoryResponseStore, PgResponseArchive, RedisResponseStore, type ResponseStore } from '../core/storage/response-store.js';
 import { MemoryLedger } from '../scheduler/capacity/memory-ledger.js';
 import { RedisLedger } from '../scheduler/capacity/redis-ledger.js';
 import { ResilientLedger } from '../scheduler/capacity/resilient-ledger.js';
@@ -39,6 +40,8 @@ export interface Services {
   readonly usageBuffer: UsageBuffer;
   /** Capacity reservations: shared by every gateway through Redis, else this process's own. */
   readonly ledger: CapacityLedger;
+  /** Responses API records: hot in Redis (else this process's memory), archived to Postgres. */
+  readonly responses: ResponseStore;
   /** True when the usage buffer lives in this process: then this process must flush it. */
   readonly localUsageBuffer: boolean;
   /** Limiter calls that failed (Redis unreachable), for switchyard_rate_limiter_errors_total. */
@@ -91,6 +94,8 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
             ledgerErrors++;
           },
         );
+  const archive = new PgResponseArchive(db);
+  const responses: ResponseStore = redis === undefined ? new MemoryResponseStore(archive) : new RedisResponseStore(redis, settings.redisPrefix, archive);
   const liveState: LiveState = redis === undefined ? new MemoryLiveState() : new RedisLiveState(redis, settings.redisPrefix);
   return {
     db,
@@ -102,6 +107,7 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
     limiter,
     usageBuffer,
     ledger,
+    responses,
     localUsageBuffer: redis === undefined,
     limiterErrors: () => limiterErrors,
     ledgerErrors: () => ledgerErrors,
@@ -110,6 +116,7 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
       await usageBuffer.close();
       await limiter.close();
       await ledger.close();
+      await responses.close();
       await db.close();
       if (redis !== undefined) await redis.quit().catch(() => redis.disconnect());
     },

@@ -9,6 +9,7 @@ import { adminRoutes } from './routes/admin/admin-routes.js';
 import { healthRoutes } from './routes/health.js';
 import { inferenceRoutes } from './routes/v1/inference.js';
 import { modelRoutes } from './routes/v1/models.js';
+import { responsesRoutes } from './routes/v1/responses.js';
 import './request-context.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -63,6 +64,7 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
   healthRoutes(app, deps);
   modelRoutes(app, deps);
   inferenceRoutes(app, deps);
+  responsesRoutes(app, deps);
   if (deps.admin !== undefined) adminRoutes(app, deps.admin, (id) => deps.keyCache?.evict(new Set([id])));
   return app;
 }

@@ -8,6 +8,7 @@ import type { UpstreamProxy } from './upstream/proxy.js';
 import type { RequestAccounting } from './usage/accounting.js';
 import type { KeyCache } from './auth/key-cache.js';
 import type { AdminDeps } from './routes/admin/admin-routes.js';
+import type { ResponsesDeps } from './routes/v1/responses.js';
 
 /** Everything the HTTP layer needs; built by `main`, passed to `buildApp`. */
 export interface GatewayDeps {
@@ -22,6 +23,8 @@ export interface GatewayDeps {
   readonly costs: CostEstimator;
   /** Present when auth is `keys`. */
   readonly keyCache: KeyCache | undefined;
+  /** The Responses API: its store, the runner, and background jobs when Redis is configured. */
+  readonly responses: ResponsesDeps;
   /** Present when the admin API is on (an admin token is set). */
   readonly admin: AdminDeps | undefined;
   /** Counts a finished request (hijacked streams report here; others via the onResponse hook). */

@@ -4,27 +4,22 @@ import { ConfigError } from '../core/config/config-error.js';
 import type { Logger } from '../core/logger.js';
 import { createRegistry, type Registry } from '../core/metrics.js';
 import { packageVersion } from '../core/version.js';
-import { Fleet } from '../scheduler/fleet.js';
-import { DEFAULT_PLACEMENT_OPTIONS, ExpectedCompletionPolicy } from '../scheduler/placement/expected-completion.js';
 import type { CapacityLedger } from '../scheduler/capacity/ledger.js';
-import { CostEstimator } from '../scheduler/capacity/cost-estimator.js';
-import { CapacityGate } from './capacity/capacity-gate.js';
-import { CapacityMetrics } from './capacity/capacity-metrics.js';
 import { Counter } from 'prom-client';
 import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
 import type { KeyStore } from '../core/storage/key-store.js';
 import type { NodeStore } from '../core/storage/node-store.js';
 import type { LiveState } from '../core/storage/live-state.js';
-import { FleetSync } from './fleet-sync.js';
 import type { UsageBuffer } from '../core/storage/usage-buffer.js';
 import type { UsageStore } from '../core/storage/usage-store.js';
 import { KeyCache } from './auth/key-cache.js';
 import { RequestAccounting } from './usage/accounting.js';
 import { buildApp } from './app.js';
-import { GatewayMetrics } from './gateway-metrics.js';
-import { NodeHealth } from './upstream/node-health.js';
-import { UpstreamProxy } from './upstream/proxy.js';
-import { UpstreamPools } from './upstream/upstream-pools.js';
+import { UpstreamStack } from './upstream-stack.js';
+import type { ResponseStore } from '../core/storage/response-store.js';
+import { BackgroundJobs } from './responses/background-jobs.js';
+import { ConversationArchiver } from './responses/conversation-archiver.js';
+import { ResponseRunner } from './responses/response-runner.js';
 
 export interface GatewayHandle {
   readonly url: string;
@@ -43,6 +38,7 @@ export interface GatewayServices {
   readonly liveState: LiveState;
   /** Capacity reservations shared by every gateway (Redis), or this process's (memory). */
   readonly ledger: CapacityLedger;
+  readonly responses: ResponseStore;
   limiterErrors?(): number;
   ledgerErrors?(): number;
 }
@@ -73,13 +69,19 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const { settings, topology, logger } = opts;
   const region = resolveRegion(settings, topology);
   const log = logger.child({ module: 'gateway', region: region.id });
-  // A registered node whose agent has not reported for `staleAfterIntervals` gets no traffic.
-  const fleet = new Fleet(topology, settings.staleAfterIntervals * settings.reportIntervalMs);
   const registry = opts.registry ?? createRegistry('gateway', packageVersion());
-  const metrics = new GatewayMetrics(registry, fleet);
-  const pools = new UpstreamPools(fleet, settings);
-  const health = new NodeHealth(fleet, pools, settings, log.child({ module: 'node-health' }));
   const { services } = opts;
+  const stack = new UpstreamStack({
+    settings,
+    topology,
+    registry,
+    log,
+    nodeStore: services.nodeStore,
+    liveState: services.liveState,
+    ledger: services.ledger,
+    ...(services.ledgerErrors === undefined ? {} : { ledgerErrors: services.ledgerErrors }),
+  });
+  const { fleet, metrics, pools, proxy } = stack;
   const rateLimited = new Counter({
     name: 'switchyard_rate_limited_total',
     help: 'Requests refused with 429 because their API key was over a limit, by reason (requests, tokens, concurrency).',
@@ -109,28 +111,14 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     log,
     onRateLimited: (reason) => rateLimited.inc({ reason }),
   });
-  const ledgerErrors = services.ledgerErrors;
-  if (ledgerErrors !== undefined) {
-    new Counter({
-      name: 'switchyard_capacity_ledger_errors_total',
-      help: 'Capacity ledger calls that failed because its store (Redis) was unreachable; placement then used local accounting.',
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(ledgerErrors());
-      },
-    });
-  }
-  const policy = new ExpectedCompletionPolicy({ ...DEFAULT_PLACEMENT_OPTIONS, horizonSeconds: settings.capacityHorizonSeconds });
-  const gate = new CapacityGate(
-    fleet,
-    services.ledger,
-    policy,
-    { queueMax: settings.queueMax, syncIntervalMs: settings.capacitySyncMs, candidates: 3, sessionMemory: 100_000 },
-    new CapacityMetrics(registry, fleet, settings.capacityHorizonSeconds),
-    log.child({ module: 'capacity' }),
-  );
-  const proxy = new UpstreamProxy(gate, pools, health, metrics, settings, log);
+
+  const jobs =
+    settings.redisUrl === undefined
+      ? undefined
+      : new BackgroundJobs({ redisUrl: settings.redisUrl, redisPrefix: settings.redisPrefix, region: region.id, attempts: settings.jobAttempts });
+  // Without Redis the responses live in this process's memory: this process archives them too.
+  const archiver =
+    settings.redisUrl === undefined ? new ConversationArchiver(services.responses, settings.conversationIdleMs, log.child({ module: 'archiver' })) : undefined;
 
   let accepting = true;
   const app = buildApp(
@@ -142,7 +130,8 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       metrics,
       registry,
       accounting,
-      costs: new CostEstimator(settings.defaultMaxTokens),
+      costs: stack.costs,
+      responses: { store: services.responses, runner: new ResponseRunner(stack, services.responses, settings), jobs },
       keyCache,
       admin:
         settings.adminToken === undefined
@@ -154,10 +143,8 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     log,
   );
 
-  const fleetSync = new FleetSync(fleet, services.nodeStore, services.liveState, log.child({ module: 'fleet-sync' }));
-  await fleetSync.start();
-  await health.start();
-  await gate.start();
+  await stack.start();
+  archiver?.start();
   keyCache?.start();
   if (settings.auth === 'none') {
     log.warn({ host: settings.host }, 'auth is off (SWITCHYARD_AUTH=none): /v1 accepts requests without an API key');
@@ -167,7 +154,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : settings.port;
   const url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
-  log.info({ url, nodes: topology.nodes.length, policy: policy.name }, 'gateway listening');
+  log.info({ url, nodes: topology.nodes.length, policy: stack.policyName }, 'gateway listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -176,9 +163,8 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     close: () =>
       (closing ??= (async () => {
         accepting = false;
-        gate.stop();
-        health.stop();
-        fleetSync.stop();
+        stack.stopBackground();
+        await archiver?.stop();
         keyCache?.stop();
         // Open streams get the grace period; then the upstream pools are destroyed, which ends
         // every relay with an error event, and the remaining client connections are cut.
@@ -200,6 +186,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           clearTimeout(hardCut);
           clearInterval(sweep);
           await pools.close(0);
+          await jobs?.close();
         }
         log.info('gateway stopped');
       })()),

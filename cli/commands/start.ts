@@ -8,6 +8,7 @@ import { startSim, type SimServer } from '../../sim/sim-server.js';
 import { startScheduler } from '../../scheduler/scheduler-service.js';
 import { settingsFromArgv, waitForSignal } from '../run-command.js';
 import { openServices, schedulerOptions, startUsageFlusher } from '../services.js';
+import { startBackgroundWork, type BackgroundWork } from './worker.js';
 
 /**
  * `switchyard start`: everything but the agent in one process (gateway, scheduler, usage writer,
@@ -27,6 +28,7 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
   const registry = createRegistry('start', packageVersion());
   const flusher = startUsageFlusher(services, settings, logger);
   let stopScheduler: (() => Promise<void>) | undefined;
+  let background: BackgroundWork | undefined;
   try {
     for (const node of topology.nodes) {
       if (node.sim === undefined) continue;
@@ -47,9 +49,15 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
     const scheduler = await startScheduler(await schedulerOptions(settings, services, logger, registry));
     stopScheduler = () => scheduler.stop();
     const gateway = await startGateway({ settings, topology, logger, services, registry });
+    // With Redis, background responses are BullMQ jobs: run a worker in this process as well
+    // (its metrics stay off the gateway's registry, which already has these names).
+    if (settings.redisUrl !== undefined) {
+      background = await startBackgroundWork(settings, topology, services, createRegistry('worker', packageVersion()), logger);
+    }
     process.stdout.write(`\nSwitchyard is up: ${gateway.url}/v1  (Ctrl-C stops it)\n\n`);
     const signal = await waitForSignal();
     logger.info({ signal }, 'shutting down');
+    await background?.stop();
     await gateway.close();
   } finally {
     await Promise.all(sims.map((s) => s.close()));

@@ -1,25 +1,94 @@
-import { createLogger } from '../../core/logger.js';
+import { loadRegionsFile } from '../../core/config/load-regions.js';
+import type { Settings } from '../../core/config/settings.js';
+import type { Topology } from '../../core/config/topology.js';
+import { createLogger, type Logger } from '../../core/logger.js';
+import { createRegistry, type Registry } from '../../core/metrics.js';
+import { packageVersion } from '../../core/version.js';
+import { resolveRegion } from '../../gateway/main.js';
+import { BackgroundWorker } from '../../gateway/responses/background-worker.js';
+import { ConversationArchiver } from '../../gateway/responses/conversation-archiver.js';
+import { ResponseRunner } from '../../gateway/responses/response-runner.js';
+import { UpstreamStack } from '../../gateway/upstream-stack.js';
 import { settingsFromArgv, UsageError, waitForSignal } from '../run-command.js';
-import { openServices, startUsageFlusher } from '../services.js';
+import { openServices, startUsageFlusher, type Services } from '../services.js';
 
 /**
- * `switchyard worker`: background consumers. Today: drains the usage buffer in Redis into Postgres
- * in batches. Without Redis there is nothing shared to drain: each gateway writes its own usage.
+ * `switchyard worker`: background consumers of one region (SWITCHYARD_REGION, else the first):
+ * background responses from the region's BullMQ queue (taking capacity from the shared ledger),
+ * the idle-conversation sweep to Postgres, and the usage buffer drained into Postgres in batches.
+ * Without Redis there is nothing shared to consume: `switchyard start` or each gateway does it.
  */
 export async function workerCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
   if (settings.redisUrl === undefined) {
     throw new UsageError('worker needs REDIS_URL: its queues live in Redis (without Redis, `switchyard start` or each gateway writes usage itself)');
   }
+  const topology = await loadRegionsFile(settings.configPath);
+  resolveRegion(settings, topology);
   const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
   const services = await openServices(settings, logger);
   const flusher = startUsageFlusher(services, settings, logger);
-  logger.info({ url: 'worker', database: services.db.kind }, 'worker running');
+  const registry = createRegistry('worker', packageVersion());
+  const background = await startBackgroundWork(settings, topology, services, registry, logger);
+  logger.info({ url: 'worker', database: services.db.kind, region: background.region }, 'worker running');
   try {
     const signal = await waitForSignal();
     logger.info({ signal }, 'shutting down');
   } finally {
+    await background.stop();
     await flusher.stop();
     await services.close();
   }
+}
+
+export interface BackgroundWork {
+  readonly region: string;
+  stop(): Promise<void>;
+}
+
+/** The worker's consumers, also run inside `switchyard start` when Redis is configured. */
+export async function startBackgroundWork(
+  settings: Settings,
+  topology: Topology,
+  services: Services,
+  registry: Registry,
+  logger: Logger,
+): Promise<BackgroundWork> {
+  const region = resolveRegion(settings, topology);
+  const log = logger.child({ module: 'worker', region: region.id });
+  const stack = new UpstreamStack({
+    settings,
+    topology,
+    registry,
+    log,
+    nodeStore: services.nodeStore,
+    liveState: services.liveState,
+    ledger: services.ledger,
+    ledgerErrors: services.ledgerErrors,
+  });
+  await stack.start();
+  const worker = new BackgroundWorker({
+    redisUrl: settings.redisUrl as string,
+    redisPrefix: settings.redisPrefix,
+    region: region.id,
+    route: stack.fleet.routeFrom(region.id),
+    concurrency: settings.workerConcurrency,
+    lockMs: settings.jobLockMs,
+    store: services.responses,
+    runner: new ResponseRunner(stack, services.responses, settings),
+    usage: services.usageBuffer,
+    log,
+  });
+  await worker.start();
+  const archiver = new ConversationArchiver(services.responses, settings.conversationIdleMs, log.child({ module: 'archiver' }));
+  archiver.start();
+  return {
+    region: region.id,
+    async stop() {
+      await archiver.stop();
+      await worker.close();
+      stack.stopBackground();
+      await stack.pools.close(0);
+    },
+  };
 }

@@ -56,6 +56,12 @@ export interface Settings {
   readonly queueDeadlineInteractiveMs: number;
   readonly queueDeadlineStandardMs: number;
   readonly queueDeadlineBatchMs: number;
+  /** Background responses (`switchyard worker`). */
+  readonly workerConcurrency: number;
+  readonly jobLockMs: number;
+  readonly jobAttempts: number;
+  /** Finished responses untouched this long move from Redis (or memory) to Postgres. */
+  readonly conversationIdleMs: number;
 }
 
 type Kind = 'string' | 'port' | 'int' | 'level' | 'auth' | 'failure' | 'secret';
@@ -112,6 +118,10 @@ export const KNOBS: readonly Knob[] = [
   { key: 'queueDeadlineInteractiveMs', env: 'SWITCHYARD_QUEUE_DEADLINE_INTERACTIVE_MS', flag: 'queue-deadline-interactive-ms', kind: 'int', def: 30_000, min: 0, doc: 'longest wait for capacity of an interactive request, ms' },
   { key: 'queueDeadlineStandardMs', env: 'SWITCHYARD_QUEUE_DEADLINE_STANDARD_MS', flag: 'queue-deadline-standard-ms', kind: 'int', def: 60_000, min: 0, doc: 'longest wait for capacity of a standard request (the default class), ms' },
   { key: 'queueDeadlineBatchMs', env: 'SWITCHYARD_QUEUE_DEADLINE_BATCH_MS', flag: 'queue-deadline-batch-ms', kind: 'int', def: 300_000, min: 0, doc: 'longest wait for capacity of a batch request, ms' },
+  { key: 'workerConcurrency', env: 'SWITCHYARD_WORKER_CONCURRENCY', flag: 'worker-concurrency', kind: 'int', def: 256, min: 1, doc: 'background responses a worker runs at once (each still waits for fleet capacity in the ledger)' },
+  { key: 'jobLockMs', env: 'SWITCHYARD_JOB_LOCK_MS', flag: 'job-lock-ms', kind: 'int', def: 30_000, min: 500, doc: "lock of a running background job, renewed while it runs: a killed worker's job is picked up again after this, ms" },
+  { key: 'jobAttempts', env: 'SWITCHYARD_JOB_ATTEMPTS', flag: 'job-attempts', kind: 'int', def: 3, min: 1, doc: 'runs of a background response before it fails (upstream errors retried with exponential backoff from 1 s)' },
+  { key: 'conversationIdleMs', env: 'SWITCHYARD_CONVERSATION_IDLE_MS', flag: 'conversation-idle-ms', kind: 'int', def: 600_000, min: 0, doc: 'finished responses untouched this long move from Redis (or memory) to Postgres; read back on demand, ms' },
   { key: 'defaultMaxTokens', env: 'SWITCHYARD_DEFAULT_MAX_TOKENS', flag: 'default-max-tokens', kind: 'int', def: 512, min: 1, doc: 'output tokens assumed for routing when a request sets no max_tokens' },
 ];
 

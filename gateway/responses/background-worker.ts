@@ -1,0 +1,118 @@
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { SwitchyardError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { TERMINAL_STATUSES, type ResponseStore } from '../../core/storage/response-store.js';
+import type { UsageBuffer } from '../../core/storage/usage-buffer.js';
+import type { RegionRoute } from '../../scheduler/fleet.js';
+import { bullPrefix, cancelChannel, responseQueueName, type ResponseJobData } from './background-jobs.js';
+import type { ResponseRunner } from './response-runner.js';
+
+export interface BackgroundWorkerOptions {
+  readonly redisUrl: string;
+  readonly redisPrefix: string;
+  readonly region: string;
+  readonly route: readonly RegionRoute[];
+  readonly concurrency: number;
+  /** How long a job's lock lives without renewal: a killed worker's job is picked up after this. */
+  readonly lockMs: number;
+  readonly store: ResponseStore;
+  readonly runner: ResponseRunner;
+  readonly usage: UsageBuffer;
+  readonly log: Logger;
+}
+
+/**
+ * Runs background responses from the region's BullMQ queue. Each job takes capacity through the
+ * worker's own capacity gate (same ledger as the gateways, the response's priority class, batch
+ * by default), so jobs wait for capacity instead of overloading nodes.
+ *
+ * Exactly one result: the response moves queued → in_progress → completed|failed by
+ * compare-and-set. A job run again after its worker died (BullMQ's stalled-job recovery) finds
+ * the response in progress and runs it again; a run that finds it finished (or cancelled) does
+ * nothing. Upstream failures are retried by BullMQ with exponential backoff; client errors (4xx)
+ * and the last attempt fail the response.
+ */
+export class BackgroundWorker {
+  private readonly connection: Redis;
+  private readonly subscriber: Redis;
+  private readonly worker: Worker<ResponseJobData, string>;
+
+  constructor(private readonly opts: BackgroundWorkerOptions) {
+    this.connection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+    this.subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+    this.worker = new Worker<ResponseJobData, string>(responseQueueName(opts.region), (job, _token, signal) => this.process(job, signal), {
+      connection: this.connection,
+      prefix: bullPrefix(opts.redisPrefix),
+      concurrency: opts.concurrency,
+      lockDuration: opts.lockMs,
+      stalledInterval: Math.max(1000, Math.floor(opts.lockMs / 2)),
+      maxStalledCount: 3,
+    });
+    this.worker.on('error', (err) => opts.log.warn({ err: err.message }, 'background worker error'));
+  }
+
+  async start(): Promise<void> {
+    await this.subscriber.subscribe(cancelChannel(this.opts.redisPrefix));
+    this.subscriber.on('message', (_channel: string, responseId: string) => {
+      if (this.worker.cancelJob(responseId, 'cancelled by the client')) this.opts.log.info({ responseId }, 'background response cancelled while running');
+    });
+    await this.worker.waitUntilReady();
+  }
+
+  private async process(job: Job<ResponseJobData, string>, signal: AbortSignal | undefined): Promise<string> {
+    const { store, runner, log } = this.opts;
+    const id = job.data.responseId;
+    const current = await store.get(id);
+    if (current === undefined || TERMINAL_STATUSES.includes(current.status)) return 'skipped';
+    const running = await store.transition(id, ['queued', 'in_progress'], { status: 'in_progress' });
+    if (running === undefined) return 'skipped';
+    const abort = signal ?? new AbortController().signal;
+    const started = Date.now();
+    try {
+      const result = await runner.complete(running, this.opts.route, `job_${id}`, abort);
+      const done = await store.transition(id, ['in_progress'], {
+        status: result.finishReason === 'length' ? 'incomplete' : 'completed',
+        incompleteReason: result.finishReason === 'length' ? 'max_output_tokens' : null,
+        outputText: result.text,
+        usage: result.usage === undefined ? null : { input_tokens: result.usage.prompt_tokens, output_tokens: result.usage.completion_tokens },
+        nodeId: result.nodeId,
+      });
+      this.opts.usage.push({
+        id: `job_${id}_${job.attemptsMade}`,
+        requestId: id,
+        tenantId: running.tenant === '' ? null : running.tenant,
+        keyId: null,
+        model: running.model,
+        region: this.opts.region,
+        nodeId: result.nodeId,
+        promptTokens: result.usage?.prompt_tokens ?? 0,
+        completionTokens: result.usage?.completion_tokens ?? 0,
+        ttftMs: null,
+        durationMs: Date.now() - started,
+        status: 200,
+        errorCode: null,
+        createdAt: new Date(),
+      });
+      return done === undefined ? 'superseded' : done.status;
+    } catch (error) {
+      if (abort.aborted) throw new UnrecoverableError('cancelled');
+      const err = error instanceof SwitchyardError ? error : undefined;
+      const retryable = err === undefined || err.status >= 500;
+      const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+      log.warn({ responseId: id, attempt: job.attemptsMade + 1, err: (error as Error).message, retryable }, 'background response attempt failed');
+      if (retryable && !last) throw error;
+      await store.transition(id, ['in_progress'], {
+        status: 'failed',
+        error: { code: err?.code ?? 'server_error', message: (error as Error).message },
+      });
+      throw new UnrecoverableError((error as Error).message);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.worker.close();
+    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+    await this.connection.quit().catch(() => this.connection.disconnect());
+  }
+}

@@ -1,0 +1,141 @@
+import { ErrorCode, SwitchyardError } from '../../core/errors.js';
+import type { Settings } from '../../core/config/settings.js';
+import type { ChatMessage, ResponseStore, StoredResponse } from '../../core/storage/response-store.js';
+import type { RegionRoute } from '../../scheduler/fleet.js';
+import type { UpstreamStack } from '../upstream-stack.js';
+import { parseEventData, SseSplitter, type Usage } from '../upstream/sse.js';
+import { chatBody } from './translate.js';
+
+/** What one run of a response produced. */
+export interface RunResult {
+  readonly text: string;
+  readonly usage: Usage | undefined;
+  readonly nodeId: string;
+  /** `length` when max_output_tokens cut the answer (the response is then `incomplete`). */
+  readonly finishReason: string | null;
+}
+
+/** Earlier turns followed through `previous_response_id`; more is refused rather than walked. */
+const MAX_CHAIN = 256;
+
+/**
+ * Runs a response against the fleet as a chat completion: the conversation is rebuilt from the
+ * chain of earlier responses, the request takes capacity through the same gate (and ledger) as
+ * any other, with the conversation as its affinity key so later turns go where the earlier ones'
+ * prefix is cached. Used by the gateway (foreground) and the worker (background).
+ */
+export class ResponseRunner {
+  constructor(
+    private readonly stack: UpstreamStack,
+    private readonly store: ResponseStore,
+    private readonly settings: Settings,
+  ) {}
+
+  /** The earlier turns of `r`'s conversation, oldest first: each turn's input and its answer. */
+  async history(r: StoredResponse): Promise<ChatMessage[]> {
+    const turns: ChatMessage[][] = [];
+    let id = r.previousResponseId;
+    for (let depth = 0; id !== null; depth++) {
+      if (depth >= MAX_CHAIN) throw new SwitchyardError(ErrorCode.InvalidRequest, `A conversation may chain at most ${MAX_CHAIN} responses.`, { param: 'previous_response_id' });
+      const prev = await this.store.get(id);
+      if (prev === undefined) {
+        throw new SwitchyardError(ErrorCode.NotFound, `Previous response with id '${id}' not found.`, { param: 'previous_response_id' });
+      }
+      turns.push([...prev.input, ...(prev.outputText === null ? [] : [{ role: 'assistant' as const, content: prev.outputText }])]);
+      id = prev.previousResponseId;
+    }
+    return turns.reverse().flat();
+  }
+
+  private deadlineMs(r: StoredResponse): number {
+    const s = this.settings;
+    return r.priority === 'interactive' ? s.queueDeadlineInteractiveMs : r.priority === 'batch' ? s.queueDeadlineBatchMs : s.queueDeadlineStandardMs;
+  }
+
+  private async open(r: StoredResponse, route: readonly RegionRoute[], requestId: string, signal: AbortSignal, stream: boolean) {
+    const body = JSON.stringify(chatBody(r, await this.history(r), stream));
+    const estimate = this.stack.costs.estimate(r.model, Buffer.byteLength(body), (r.params['max_tokens'] as number | undefined) ?? undefined);
+    return this.stack.proxy.open({
+      path: '/v1/chat/completions',
+      model: r.model,
+      costTokens: estimate.tokens,
+      workTokens: estimate.work,
+      body,
+      requestId,
+      route,
+      signal,
+      priority: r.priority,
+      tenant: r.tenant,
+      weight: 1,
+      deadlineAt: Date.now() + this.deadlineMs(r),
+      affinityKey: `conversation:${r.conversationId}`,
+    });
+  }
+
+  /** One chat completion, read whole. */
+  async complete(r: StoredResponse, route: readonly RegionRoute[], requestId: string, signal: AbortSignal): Promise<RunResult> {
+    const upstream = await this.open(r, route, requestId, signal, false);
+    try {
+      let json: { choices?: Array<{ message?: { content?: unknown }; finish_reason?: unknown }>; usage?: Usage };
+      try {
+        json = (await upstream.body.json()) as typeof json;
+      } catch (error) {
+        throw new SwitchyardError(ErrorCode.UpstreamError, 'The model server connection was lost before the response was complete.', { cause: error });
+      }
+      const choice = json.choices?.[0];
+      const text = typeof choice?.message?.content === 'string' ? choice.message.content : '';
+      return { text, usage: json.usage, nodeId: upstream.node.id, finishReason: typeof choice?.finish_reason === 'string' ? choice.finish_reason : null };
+    } finally {
+      upstream.release();
+    }
+  }
+
+  /**
+   * One streamed chat completion; `onDelta` gets each text fragment as the engine sends it. An
+   * upstream that ends without `[DONE]` is an error (the answer may be cut).
+   */
+  async stream(
+    r: StoredResponse,
+    route: readonly RegionRoute[],
+    requestId: string,
+    signal: AbortSignal,
+    onStart: (nodeId: string) => void,
+    onDelta: (text: string) => void,
+  ): Promise<RunResult> {
+    const upstream = await this.open(r, route, requestId, signal, true);
+    onStart(upstream.node.id);
+    const parts: string[] = [];
+    let usage: Usage | undefined;
+    let finishReason: string | null = null;
+    let done = false;
+    const splitter = new SseSplitter();
+    const onEvent = (event: Buffer): void => {
+      const data = parseEventData(event);
+      if (data === undefined) {
+        if (event.indexOf('[DONE]') !== -1) done = true;
+        return;
+      }
+      if (typeof data !== 'object' || data === null) return;
+      const chunk = data as { choices?: Array<{ delta?: { content?: unknown }; finish_reason?: unknown }>; usage?: Usage | null; error?: { message?: string } };
+      if (chunk.error !== undefined) throw new SwitchyardError(ErrorCode.UpstreamError, chunk.error.message ?? 'The model server failed mid-stream.');
+      if (chunk.usage !== undefined && chunk.usage !== null) usage = chunk.usage;
+      const choice = chunk.choices?.[0];
+      if (typeof choice?.finish_reason === 'string') finishReason = choice.finish_reason;
+      const delta = choice?.delta?.content;
+      if (typeof delta === 'string' && delta !== '') {
+        parts.push(delta);
+        onDelta(delta);
+      }
+    };
+    try {
+      for await (const chunk of upstream.body) splitter.push(chunk as Buffer, onEvent);
+    } catch (error) {
+      if (error instanceof SwitchyardError) throw error;
+      throw new SwitchyardError(ErrorCode.UpstreamError, 'The model server connection was lost mid-stream.', { cause: error });
+    } finally {
+      upstream.release();
+    }
+    if (!done) throw new SwitchyardError(ErrorCode.UpstreamError, 'The model server ended the stream early.');
+    return { text: parts.join(''), usage, nodeId: upstream.node.id, finishReason };
+  }
+}

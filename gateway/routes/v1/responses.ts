@@ -1,0 +1,213 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
+import type { ResponseStore, StoredResponse } from '../../../core/storage/response-store.js';
+import type { GatewayDeps } from '../../gateway-deps.js';
+import type { CallContext } from '../../request-context.js';
+import type { BackgroundJobs } from '../../responses/background-jobs.js';
+import { ResponseEventWriter } from '../../responses/response-events.js';
+import type { ResponseRunner, RunResult } from '../../responses/response-runner.js';
+import { newMessageId, newResponseId, parseResponsesRequest, toResponseObject } from '../../responses/translate.js';
+
+export interface ResponsesDeps {
+  readonly store: ResponseStore;
+  readonly runner: ResponseRunner;
+  /** Present with Redis: background responses are BullMQ jobs run by `switchyard worker`. */
+  readonly jobs: BackgroundJobs | undefined;
+}
+
+/**
+ * OpenAI's Responses API (text subset): create (plain, streaming, background), retrieve, cancel,
+ * delete. Foreground responses run here, translated to chat completions; background ones are
+ * queued for the region's workers. Responses belong to the tenant that created them: another
+ * tenant's id is "not found".
+ */
+export function responsesRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+  const r = deps.responses;
+  app.post('/v1/responses', (request, reply) => create(deps, r, request, reply));
+  app.get('/v1/responses/:id', async (request) => toResponseObject(await owned(r.store, request)));
+  app.post('/v1/responses/:id/cancel', async (request) => {
+    const current = await owned(r.store, request);
+    if (!current.background) {
+      throw new SwitchyardError(ErrorCode.InvalidRequest, 'Only background responses can be cancelled.', { param: 'response_id' });
+    }
+    const cancelled = await r.store.transition(current.id, ['queued', 'in_progress'], { status: 'cancelled' });
+    if (cancelled === undefined) {
+      const now = (await r.store.get(current.id)) ?? current;
+      if (now.status === 'cancelled') return toResponseObject(now);
+      throw new SwitchyardError(ErrorCode.InvalidRequest, `Cannot cancel a response with status '${now.status}'.`, { param: 'response_id' });
+    }
+    await r.jobs?.cancel(current.id);
+    return toResponseObject(cancelled);
+  });
+  app.delete('/v1/responses/:id', async (request) => {
+    const current = await owned(r.store, request);
+    await r.jobs?.cancel(current.id);
+    await r.store.delete(current.id);
+    return { id: current.id, object: 'response.deleted', deleted: true };
+  });
+}
+
+function tenantOf(request: FastifyRequest): string {
+  return request.call?.key?.tenantId ?? '';
+}
+
+async function owned(store: ResponseStore, request: FastifyRequest): Promise<StoredResponse> {
+  const id = (request.params as { id: string }).id;
+  const found = await store.get(id);
+  if (found === undefined || found.tenant !== tenantOf(request)) {
+    throw new SwitchyardError(ErrorCode.NotFound, `Response with id '${id}' not found.`, { param: 'response_id' });
+  }
+  return found;
+}
+
+async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+  const call = request.call as CallContext;
+  const body = parseResponsesRequest(request.body);
+  call.model = body.model;
+  if (!deps.fleet.knowsModel(deps.region.id, body.model)) {
+    throw new SwitchyardError(ErrorCode.ModelNotFound, `The model \`${body.model}\` does not exist.`, { param: 'model' });
+  }
+  if (call.key !== undefined && !call.key.models.includes('*') && !call.key.models.includes(body.model)) {
+    throw new SwitchyardError(ErrorCode.PermissionDenied, `This API key may not use the model \`${body.model}\`.`, { param: 'model' });
+  }
+  if (body.background && r.jobs === undefined) {
+    throw new SwitchyardError(
+      ErrorCode.InvalidRequest,
+      'Background responses need Redis: start the gateway and `switchyard worker` with REDIS_URL set (their jobs are BullMQ queues in Redis).',
+      { param: 'background' },
+    );
+  }
+  let conversationId: string | undefined;
+  if (body.previousResponseId !== null) {
+    const previous = await r.store.get(body.previousResponseId);
+    if (previous === undefined || previous.tenant !== tenantOf(request)) {
+      throw new SwitchyardError(ErrorCode.NotFound, `Previous response with id '${body.previousResponseId}' not found.`, { param: 'previous_response_id' });
+    }
+    conversationId = previous.conversationId;
+  }
+  const id = newResponseId();
+  const record: StoredResponse = {
+    id,
+    conversationId: conversationId ?? id,
+    createdAt: Math.floor(Date.now() / 1000),
+    status: body.background ? 'queued' : 'in_progress',
+    model: body.model,
+    instructions: body.instructions,
+    input: body.input,
+    previousResponseId: body.previousResponseId,
+    outputText: null,
+    messageId: newMessageId(),
+    usage: null,
+    error: null,
+    incompleteReason: null,
+    background: body.background,
+    store: body.store,
+    metadata: body.metadata,
+    params: body.params,
+    tenant: tenantOf(request),
+    // Background work ranks below interactive traffic unless the key is a batch key already.
+    priority: body.background ? 'batch' : (call.key?.priority ?? 'standard'),
+    nodeId: null,
+  };
+  const estimate = deps.costs.estimate(body.model, request.rawBody?.length ?? 0, (body.params['max_tokens'] as number | undefined) ?? undefined);
+  const admission = deps.accounting.admit(reply, call, estimate.tokens);
+  if (admission !== undefined) await admission;
+
+  if (body.background) {
+    await r.store.put(record);
+    await (r.jobs as BackgroundJobs).enqueue(id);
+    return toResponseObject(record);
+  }
+  if (body.store) await r.store.put(record);
+  const abort = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) abort.abort();
+  });
+  const route = deps.fleet.routeFrom(deps.region.id);
+  if (body.stream) return stream(deps, r, record, request, reply, abort, route);
+  let result: RunResult;
+  try {
+    result = await r.runner.complete(record, route, request.id, abort.signal);
+  } catch (error) {
+    await fail(r, record, error);
+    throw error;
+  }
+  call.nodeId = result.nodeId;
+  call.usage = result.usage;
+  return toResponseObject(await finish(r, record, result));
+}
+
+async function finish(r: ResponsesDeps, record: StoredResponse, result: RunResult): Promise<StoredResponse> {
+  const patch: Partial<StoredResponse> = {
+    status: result.finishReason === 'length' ? 'incomplete' : 'completed',
+    incompleteReason: result.finishReason === 'length' ? 'max_output_tokens' : null,
+    outputText: result.text,
+    usage: result.usage === undefined ? null : { input_tokens: result.usage.prompt_tokens, output_tokens: result.usage.completion_tokens },
+    nodeId: result.nodeId,
+  };
+  if (!record.store) return { ...record, ...patch };
+  return (await r.store.transition(record.id, ['in_progress'], patch)) ?? { ...record, ...patch };
+}
+
+async function fail(r: ResponsesDeps, record: StoredResponse, error: unknown): Promise<StoredResponse> {
+  const err = error instanceof SwitchyardError ? error : undefined;
+  const patch: Partial<StoredResponse> = { status: 'failed', error: { code: err?.code ?? 'server_error', message: (error as Error).message } };
+  if (!record.store) return { ...record, ...patch };
+  return (await r.store.transition(record.id, ['in_progress'], patch).catch(() => undefined)) ?? { ...record, ...patch };
+}
+
+async function stream(
+  deps: GatewayDeps,
+  r: ResponsesDeps,
+  record: StoredResponse,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  abort: AbortController,
+  route: ReturnType<GatewayDeps['fleet']['routeFrom']>,
+): Promise<void> {
+  const call = request.call as CallContext;
+  let events: ResponseEventWriter | undefined;
+  let status = 200;
+  try {
+    const result = await r.runner.stream(
+      record,
+      route,
+      request.id,
+      abort.signal,
+      (nodeId) => {
+        // Capacity granted and the engine answered: from here on the answer is a stream.
+        reply.hijack();
+        reply.raw.writeHead(200, {
+          ...(reply.getHeaders() as Record<string, string>),
+          'x-switchyard-node': nodeId,
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+        });
+        events = new ResponseEventWriter(reply.raw);
+        events.started(toResponseObject(record));
+        events.textStarted(record.messageId);
+      },
+      (text) => {
+        if (call.ttftMs === undefined) call.ttftMs = reply.elapsedTime;
+        events?.delta(record.messageId, text);
+      },
+    );
+    call.nodeId = result.nodeId;
+    call.usage = result.usage;
+    const final = await finish(r, record, result);
+    events?.textDone(record.messageId, result.text);
+    events?.finished(toResponseObject(final));
+  } catch (error) {
+    const failed = await fail(r, record, error);
+    if (events === undefined) throw error; // nothing sent yet: a normal error response
+    const err = error instanceof SwitchyardError ? error : new SwitchyardError(ErrorCode.UpstreamError, 'The response failed mid-stream.');
+    status = abort.signal.aborted ? 499 : 502;
+    call.errorCode = abort.signal.aborted ? 'client_closed' : err.code;
+    if (!abort.signal.aborted) events.failed(toResponseObject(failed), err.code, err.message);
+  }
+  reply.raw.end();
+  // Hijacked replies skip Fastify's onResponse hook: account for them here.
+  deps.recordResponse('/v1/responses', status, reply.elapsedTime);
+  deps.accounting.finish(request, status, reply.elapsedTime);
+}
