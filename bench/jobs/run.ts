@@ -1,0 +1,60 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { BackgroundJobs } from '../../gateway/responses/background-jobs.js';
+import { writeResults } from '../lib/fixture.js';
+import { percentile } from '../lib/stats.js';
+
+/**
+ * Enqueue-to-start latency of background jobs on one Redis (issue 6): the gateway's real
+ * `BackgroundJobs.enqueue` (one BullMQ add per job) at a fixed open-loop rate, consumed by a
+ * BullMQ Worker with `switchyard worker`'s options in another process, capacity free (the
+ * processor returns at once). `node dist/bench/jobs/run.js [--write]`.
+ */
+const REDIS_URL = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const SECONDS = 5;
+const CONSUMER = fileURLToPath(new URL('./consumer.js', import.meta.url));
+
+async function runAt(rate: number): Promise<number[]> {
+  const prefix = `bench_jobs_${process.pid}_${rate}:`;
+  const total = rate * SECONDS;
+  const child = spawn(process.execPath, [CONSUMER, REDIS_URL, prefix, 'bench', String(total)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 20));
+  const jobs = new BackgroundJobs({ redisUrl: REDIS_URL, redisPrefix: prefix, region: 'bench', attempts: 1 });
+  const t0 = performance.now();
+  const sends: Promise<void>[] = [];
+  for (let i = 0; i < total; i++) {
+    const due = t0 + (i * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+    sends.push(jobs.enqueue(`job-${i}`));
+  }
+  await Promise.all(sends);
+  await once(child, 'exit');
+  await jobs.close();
+  const redis = new Redis(REDIS_URL);
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+  const line = out.split('\n').find((l) => l.startsWith('{'));
+  return (JSON.parse(line ?? '{"latencies":[]}') as { latencies: number[] }).latencies;
+}
+
+const lines: string[] = [];
+const log = (s = ''): void => {
+  lines.push(s);
+  process.stdout.write(`${s}\n`);
+};
+log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${new Date().toISOString().slice(0, 10)}; ${SECONDS} s per rate, one local Redis`);
+log();
+log('| rate | jobs | started | p50 ms | p99 ms | max ms |');
+log('|---|---|---|---|---|---|');
+for (const rate of [200, 1000]) {
+  const l = await runAt(rate);
+  log(`| ${rate}/s | ${rate * SECONDS} | ${l.length} | ${percentile(l, 50).toFixed(1)} | ${percentile(l, 99).toFixed(1)} | ${Math.max(...l).toFixed(1)} |`);
+}
+if (process.argv.includes('--write')) writeResults('jobs', lines);
