@@ -17,7 +17,7 @@ const COMMANDS: Record<string, { run: (argv: readonly string[]) => Promise<void>
   gateway: { run: gatewayCommand, help: 'the OpenAI-compatible gateway for one region' },
   sim: { run: runSim, help: 'an OpenAI-compatible GPU-node simulator (vLLM-style; see sim/README.md)' },
   demo: { run: demoCommand, help: 'sims and one gateway per region as separate processes' },
-  worker: { run: workerCommand, help: 'background consumers: writes buffered usage records to Postgres (needs REDIS_URL)' },
+  worker: { run: workerCommand, help: 'background consumers of a region (needs REDIS_URL): background responses, idle conversations to Postgres, buffered usage records to Postgres' },
   migrate: { run: migrateCommand, help: 'apply database migrations (processes also apply them at start-up)' },
   scheduler: { run: schedulerCommand, help: 'gRPC endpoint for node agents: join tokens, load reports to gateways, drain/resume' },
   agent: { run: agentCommand, help: 'runs beside a model server on a GPU node: GPU and engine load to the scheduler (switchyard agent for flags)' },

@@ -14,6 +14,7 @@ const schema = uniqueName('sy_resp');
 const prefix = `${uniqueName('sytest')}:`;
 const started: RunningProcess[] = [];
 let sim: RunningProcess;
+let sim2: RunningProcess;
 let slow: RunningProcess;
 let gw: RunningProcess;
 let worker: RunningProcess;
@@ -56,7 +57,8 @@ async function settled(id: string, timeoutMs = 30_000): Promise<Response> {
 }
 
 beforeAll(async () => {
-  [sim, slow] = await Promise.all([
+  [sim, sim2, slow] = await Promise.all([
+    track(startSimProcess(['--max-seqs', '16', '--tokens-per-second', '8000', '--ttft-ms', '5'])),
     track(startSimProcess(['--max-seqs', '16', '--tokens-per-second', '8000', '--ttft-ms', '5'])),
     // Slow enough (200 tokens/s) that a long answer can be cancelled, or its worker killed, mid-way.
     track(startSimProcess(['--models', 'slow-model', '--tokens-per-second', '200', '--ttft-ms', '5'])),
@@ -66,6 +68,7 @@ beforeAll(async () => {
       id: 'r',
       nodes: [
         { id: 'n1', url: sim.url, maxSequences: 16, tokensPerSecond: 8000 },
+        { id: 'n2', url: sim2.url, maxSequences: 16, tokensPerSecond: 8000 },
         { id: 'slow', url: slow.url, models: ['slow-model'], tokensPerSecond: 200 },
       ],
     },
@@ -148,6 +151,25 @@ describe('Responses API', () => {
     expect((await client.responses.retrieve(t1.id)).output_text).toBe('alpha');
   }, 60_000);
 
+  it('follow-up turns go to the node that served the earlier turns; conversations spread over the nodes', async () => {
+    const nodesOf = await Promise.all(
+      Array.from({ length: 12 }, async (_, c) => {
+        const nodes: string[] = [];
+        let previous: string | undefined;
+        for (let turn = 0; turn < 3; turn++) {
+          const { data, response } = await client.responses
+            .create({ model: 'sim-small', input: `conversation ${c} turn ${turn}`, max_output_tokens: 4, ...(previous === undefined ? {} : { previous_response_id: previous }) })
+            .withResponse();
+          nodes.push(response.headers.get('x-switchyard-node') ?? '');
+          previous = data.id;
+        }
+        return nodes;
+      }),
+    );
+    for (const nodes of nodesOf) expect(new Set(nodes).size).toBe(1);
+    expect(new Set(nodesOf.map((n) => n[0])).size).toBe(2);
+  });
+
   it('cancel stops a running background response and its upstream request', async () => {
     const before = await simStats(slow.url);
     // 2,000 echoed words at 200 tokens/s: 10 s, long enough to be cancelled mid-way.
@@ -192,8 +214,7 @@ describe('Responses API', () => {
     const results = await Promise.all(created.map((r) => settled(r.id, 120_000)));
     expect(results.filter((r) => r.status !== 'completed').map((r) => `${r.id} ${r.status}`)).toEqual([]);
     results.forEach((r, i) => expect(r.output_text).toBe(`job ${i}`));
-    const stats = await simStats(sim.url);
-    expect(stats.peakInFlight).toBeLessThanOrEqual(16);
+    for (const s of [sim, sim2]) expect((await simStats(s.url)).peakInFlight).toBeLessThanOrEqual(16);
   }, 180_000);
 
   it('store: false keeps nothing; unsupported fields are refused naming the field; unknown ids are 404', async () => {

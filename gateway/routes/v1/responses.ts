@@ -134,6 +134,7 @@ async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyReque
   }
   call.nodeId = result.nodeId;
   call.usage = result.usage;
+  reply.header('x-switchyard-node', result.nodeId);
   return toResponseObject(await finish(r, record, result));
 }
 
