@@ -2,7 +2,7 @@ import OpenAI, { APIError } from 'openai';
 import type { Response } from 'openai/resources/responses/responses';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, regionsYaml, simStats, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+import { eventually, refusedPort, regionsYaml, simStats, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
 import { dropSchema, PG_URL, query, REDIS_URL, uniqueName } from '../helpers/services.js';
 
 /**
@@ -70,6 +70,8 @@ beforeAll(async () => {
         { id: 'n1', url: sim.url, maxSequences: 16, tokensPerSecond: 8000 },
         { id: 'n2', url: sim2.url, maxSequences: 16, tokensPerSecond: 8000 },
         { id: 'slow', url: slow.url, models: ['slow-model'], tokensPerSecond: 200 },
+        // A node that refuses connections: its model's background jobs fail after their retries.
+        { id: 'dead', url: `http://127.0.0.1:${await refusedPort()}`, models: ['dead-model'] },
       ],
     },
   ]);
@@ -205,6 +207,16 @@ describe('Responses API', () => {
     await new Promise((res) => setTimeout(res, 1000));
     expect(Number((await query<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".usage_records WHERE request_id = $1`, [r.id]))[0]?.n)).toBe(1);
   }, 90_000);
+
+  it('upstream failures are retried with backoff, then the response fails with the error', async () => {
+    const t0 = Date.now();
+    const r = await client.responses.create({ model: 'dead-model', input: 'x', background: true });
+    const done = await settled(r.id, 30_000);
+    expect(done.status).toBe('failed');
+    expect(done.error?.code).toMatch(/no_healthy_node|upstream_unavailable/);
+    // Three attempts with exponential backoff from 1 s: at least 1 s + 2 s between them.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(3000);
+  }, 40_000);
 
   it('500 background jobs at once all complete, never more running on the node than its limit', async () => {
     const created = await Promise.all(
