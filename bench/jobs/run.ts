@@ -10,20 +10,34 @@ import { percentile } from '../lib/stats.js';
 /**
  * Enqueue-to-start latency of background jobs on one Redis (issue 6): the gateway's real
  * `BackgroundJobs.enqueue` (one BullMQ add per job) at a fixed open-loop rate, consumed by a
- * BullMQ Worker with `switchyard worker`'s options in another process, capacity free (the
- * processor returns at once). `node dist/bench/jobs/run.js [--write]`.
+ * BullMQ Worker with `switchyard worker`'s options in one or two other processes (workers scale
+ * out per region), capacity free (the processor returns at once). `node dist/bench/jobs/run.js [--write]`.
  */
 const REDIS_URL = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const SECONDS = 5;
 const CONSUMER = fileURLToPath(new URL('./consumer.js', import.meta.url));
 
-async function runAt(rate: number): Promise<number[]> {
-  const prefix = `bench_jobs_${process.pid}_${rate}:`;
+async function runAt(rate: number, consumers: number): Promise<number[]> {
+  const prefix = `bench_jobs_${process.pid}_${rate}_${consumers}:`;
   const total = rate * SECONDS;
-  const child = spawn(process.execPath, [CONSUMER, REDIS_URL, prefix, 'bench', String(total)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  while (!out.includes('ready')) await new Promise((r) => setTimeout(r, 20));
+  const latencies: number[] = [];
+  let ready = 0;
+  const children = Array.from({ length: consumers }, () => {
+    const child = spawn(process.execPath, [CONSUMER, REDIS_URL, prefix, 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let buf = '';
+    child.stdout.on('data', (c: Buffer) => {
+      buf += c.toString();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line === 'ready') ready++;
+        else if (line.startsWith('L ')) latencies.push(Number(line.slice(2)));
+      }
+    });
+    return child;
+  });
+  while (ready < consumers) await new Promise((r) => setTimeout(r, 20));
   const jobs = new BackgroundJobs({ redisUrl: REDIS_URL, redisPrefix: prefix, region: 'bench', attempts: 1 });
   const t0 = performance.now();
   const sends: Promise<void>[] = [];
@@ -34,14 +48,15 @@ async function runAt(rate: number): Promise<number[]> {
     sends.push(jobs.enqueue(`job-${i}`));
   }
   await Promise.all(sends);
-  await once(child, 'exit');
+  const deadline = Date.now() + 30_000;
+  while (latencies.length < total && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  await Promise.all(children.map((c) => (c.kill('SIGTERM'), once(c, 'exit'))));
   await jobs.close();
   const redis = new Redis(REDIS_URL);
   const keys = await redis.keys(`${prefix}*`);
   if (keys.length > 0) await redis.del(...keys);
   await redis.quit();
-  const line = out.split('\n').find((l) => l.startsWith('{'));
-  return (JSON.parse(line ?? '{"latencies":[]}') as { latencies: number[] }).latencies;
+  return latencies;
 }
 
 const lines: string[] = [];
@@ -51,10 +66,12 @@ const log = (s = ''): void => {
 };
 log(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${new Date().toISOString().slice(0, 10)}; ${SECONDS} s per rate, one local Redis`);
 log();
-log('| rate | jobs | started | p50 ms | p99 ms | max ms |');
-log('|---|---|---|---|---|---|');
-for (const rate of [200, 1000]) {
-  const l = await runAt(rate);
-  log(`| ${rate}/s | ${rate * SECONDS} | ${l.length} | ${percentile(l, 50).toFixed(1)} | ${percentile(l, 99).toFixed(1)} | ${Math.max(...l).toFixed(1)} |`);
+log('| rate | worker processes | jobs | started | p50 ms | p99 ms | max ms |');
+log('|---|---|---|---|---|---|---|');
+for (const consumers of [1, 2]) {
+  for (const rate of [200, 1000]) {
+    const l = await runAt(rate, consumers);
+    log(`| ${rate}/s | ${consumers} | ${rate * SECONDS} | ${l.length} | ${percentile(l, 50).toFixed(1)} | ${percentile(l, 99).toFixed(1)} | ${Math.max(...l).toFixed(1)} |`);
+  }
 }
 if (process.argv.includes('--write')) writeResults('jobs', lines);

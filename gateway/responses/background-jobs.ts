@@ -53,7 +53,8 @@ export class BackgroundJobs {
         jobId: responseId,
         attempts: this.opts.attempts,
         backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { age: 3600, count: 10_000 },
+        // The response store holds the result: a finished job has nothing left worth keeping.
+        removeOnComplete: true,
         removeOnFail: { age: 24 * 3600, count: 10_000 },
       },
     );
