@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type { Settings } from '../core/config/settings.js';
 import type { Registry } from '../core/metrics.js';
+import { Gauge } from 'prom-client';
 import type { SchedulerOptions } from '../scheduler/scheduler-service.js';
 import { loadTls } from './tls.js';
 import { openDatabase, type Database } from '../core/database/database.js';
@@ -48,6 +49,8 @@ export interface Services {
   limiterErrors(): number;
   /** Ledger calls that failed (Redis unreachable), for switchyard_capacity_ledger_errors_total. */
   ledgerErrors(): number;
+  /** Postgres pool and Redis health gauges on the process's registry. */
+  registerMetrics(registry: Registry): void;
   close(): Promise<void>;
 }
 
@@ -111,6 +114,7 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
     localUsageBuffer: redis === undefined,
     limiterErrors: () => limiterErrors,
     ledgerErrors: () => ledgerErrors,
+    registerMetrics: (registry) => registerStateMetrics(registry, db, redis),
     async close() {
       await liveState.close();
       await usageBuffer.close();
@@ -121,6 +125,30 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
       if (redis !== undefined) await redis.quit().catch(() => redis.disconnect());
     },
   };
+}
+
+/** Gauges read at scrape time: the bounded Postgres pool's use and whether Redis answers. */
+function registerStateMetrics(registry: Registry, db: Database, redis: Redis | undefined): void {
+  new Gauge({
+    name: 'switchyard_postgres_pool_connections',
+    help: 'Connections of this process\'s Postgres pool, by state (total, idle, waiting = requests queued for a connection), and its size (max).',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.set({ state: 'total' }, db.pool.totalCount);
+      this.set({ state: 'idle' }, db.pool.idleCount);
+      this.set({ state: 'waiting' }, db.pool.waitingCount);
+      this.set({ state: 'max' }, db.pool.options.max ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'switchyard_redis_up',
+    help: '1 while this process\'s Redis connection is ready, 0 while it is not, absent without Redis.',
+    registers: [registry],
+    collect() {
+      if (redis !== undefined) this.set(redis.status === 'ready' ? 1 : 0);
+    },
+  });
 }
 
 /** Fails fast while disconnected (no offline queue), so the hot path never waits on a dead Redis. */

@@ -41,6 +41,8 @@ export interface GatewayServices {
   readonly responses: ResponseStore;
   limiterErrors?(): number;
   ledgerErrors?(): number;
+  /** Postgres pool and Redis health gauges (cli/services.ts). */
+  registerMetrics?(registry: Registry): void;
 }
 
 export interface GatewayOptions {
@@ -71,6 +73,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const log = logger.child({ module: 'gateway', region: region.id });
   const registry = opts.registry ?? createRegistry('gateway', packageVersion());
   const { services } = opts;
+  services.registerMetrics?.(registry);
   const stack = new UpstreamStack({
     settings,
     topology,

@@ -109,7 +109,7 @@ try {
   await mem.stop();
   const red = await gateway({ SWITCHYARD_AUTH: 'keys', REDIS_URL: REDIS }, upstream.url);
   children.push(red);
-  const worker = await startNode(CLI, ['worker'], 'worker running', { DATABASE_URL: BENCH_PG, SWITCHYARD_DATABASE_SCHEMA: run, SWITCHYARD_REDIS_PREFIX: `${run}:`, REDIS_URL: REDIS });
+  const worker = await startNode(CLI, ['worker', '--port', '0'], 'worker running', { DATABASE_URL: BENCH_PG, SWITCHYARD_DATABASE_SCHEMA: run, SWITCHYARD_REDIS_PREFIX: `${run}:`, REDIS_URL: REDIS });
   children.push(worker);
   await measure('+ limits and usage buffer in Redis (worker writes usage)', red.url, red.proc.pid as number, await createKey(red.url));
   out();

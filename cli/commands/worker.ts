@@ -10,7 +10,10 @@ import { ConversationArchiver } from '../../gateway/responses/conversation-archi
 import { ResponseRunner } from '../../gateway/responses/response-runner.js';
 import { UpstreamStack } from '../../gateway/upstream-stack.js';
 import { settingsFromArgv, UsageError, waitForSignal } from '../run-command.js';
+import { serveMetrics } from '../metrics-server.js';
 import { openServices, startUsageFlusher, type Services } from '../services.js';
+import { Gauge } from 'prom-client';
+import { BackgroundJobs } from '../../gateway/responses/background-jobs.js';
 
 /**
  * `switchyard worker`: background consumers of one region (SWITCHYARD_REGION, else the first):
@@ -29,12 +32,16 @@ export async function workerCommand(argv: readonly string[]): Promise<void> {
   const services = await openServices(settings, logger);
   const flusher = startUsageFlusher(services, settings, logger);
   const registry = createRegistry('worker', packageVersion());
+  services.registerMetrics(registry);
   const background = await startBackgroundWork(settings, topology, services, registry, logger);
-  logger.info({ url: 'worker', database: services.db.kind, region: background.region }, 'worker running');
+  // /metrics and /healthz on SWITCHYARD_PORT, for Prometheus and the orchestrator.
+  const http = await serveMetrics(registry, settings.host, settings.port);
+  logger.info({ url: http.url, database: services.db.kind, region: background.region }, 'worker running');
   try {
     const signal = await waitForSignal();
     logger.info({ signal }, 'shutting down');
   } finally {
+    await http.close();
     await background.stop();
     await flusher.stop();
     await services.close();
@@ -80,6 +87,19 @@ export async function startBackgroundWork(
     log,
   });
   await worker.start();
+  // Jobs by state of this region's queue, counted by Redis at scrape time.
+  const counts = new BackgroundJobs({ redisUrl: settings.redisUrl as string, redisPrefix: settings.redisPrefix, region: region.id, attempts: 1 });
+  new Gauge({
+    name: 'switchyard_worker_jobs',
+    help: "Background-response jobs in this worker's region queue, by state (waiting, active, delayed, prioritized, failed; completed ones are removed).",
+    labelNames: ['region', 'state'],
+    registers: [registry],
+    async collect() {
+      const byState = await counts.counts().catch(() => undefined);
+      if (byState === undefined) return;
+      for (const [state, n] of Object.entries(byState)) if (state !== 'completed') this.set({ region: region.id, state }, n);
+    },
+  });
   const archiver = new ConversationArchiver(services.responses, settings.conversationIdleMs, log.child({ module: 'archiver' }));
   archiver.start();
   return {
@@ -87,6 +107,7 @@ export async function startBackgroundWork(
     async stop() {
       await archiver.stop();
       await worker.close();
+      await counts.close();
       stack.stopBackground();
       await stack.pools.close(0);
     },

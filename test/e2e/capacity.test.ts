@@ -97,7 +97,7 @@ beforeAll(async () => {
   gw1 = await track(startGatewayProcess(yaml, [], env(`${schema}_gw1`)));
   [gw2] = await Promise.all([
     track(startGatewayProcess(yaml, [], env(`${schema}_gw2`, { SWITCHYARD_QUEUE_MAX: '20' }))),
-    track(startCli(['worker'], 'worker running', env(`${schema}_worker`))),
+    track(startCli(['worker', '--port', '0'], 'worker running', env(`${schema}_worker`))),
   ]);
   for (const [name, priority] of [['flood', 'standard'], ['other', 'standard'], ['vip', 'interactive']] as const) {
     keys[name] = await createKey(name, priority);

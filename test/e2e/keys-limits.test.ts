@@ -76,7 +76,7 @@ beforeAll(async () => {
   gwA = await track(startGatewayProcess(yaml, [], env(`${schema}_gwA`)));
   [gwB] = await Promise.all([
     track(startGatewayProcess(yaml, [], env(`${schema}_gwB`))),
-    track(startCli(['worker'], 'worker running', env(`${schema}_worker`))),
+    track(startCli(['worker', '--port', '0'], 'worker running', env(`${schema}_worker`))),
   ]);
 });
 

@@ -34,7 +34,7 @@ beforeAll(async () => {
   const yaml = regionsYaml([{ id: 'r', nodes: [{ id: 'n1', url: sim.url }] }]);
   open = await track(startGatewayProcess(yaml, [], env('open')));
   closed = await track(startGatewayProcess(yaml, [], env('closed')));
-  await track(startCli(['worker'], 'worker running', env('open')));
+  await track(startCli(['worker', '--port', '0'], 'worker running', env('open')));
 });
 
 afterAll(async () => {

@@ -39,7 +39,7 @@ const env: NodeJS.ProcessEnv = {
 };
 
 function startWorker(): Promise<RunningProcess> {
-  return startCli(['worker', '--config', configPath], 'worker running', env);
+  return startCli(['worker', '--config', configPath, '--port', '0'], 'worker running', env);
 }
 let configPath = '';
 
@@ -227,6 +227,12 @@ describe('Responses API', () => {
     expect(results.filter((r) => r.status !== 'completed').map((r) => `${r.id} ${r.status}`)).toEqual([]);
     results.forEach((r, i) => expect(r.output_text).toBe(`job ${i}`));
     for (const s of [sim, sim2]) expect((await simStats(s.url)).peakInFlight).toBeLessThanOrEqual(16);
+    // The worker's own /metrics: its queue by state, its Postgres pool, Redis health.
+    const metrics = await (await fetch(`${worker.url}/metrics`)).text();
+    expect(metrics).toMatch(/switchyard_worker_jobs\{region="r",state="waiting"\} 0/);
+    expect(metrics).toMatch(/switchyard_build_info\{[^}]*role="worker"/);
+    expect(metrics).toMatch(/switchyard_postgres_pool_connections\{state="max"\} \d+/);
+    expect(metrics).toContain('switchyard_redis_up 1');
   }, 180_000);
 
   it('store: false keeps nothing; unsupported fields are refused naming the field; unknown ids are 404', async () => {
