@@ -55,7 +55,7 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
 
   requestStart(app, deps.settings.auth, deps.keyCache);
   app.addHook('onResponse', (request, reply, done) => {
-    deps.recordResponse(request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
+    deps.recordResponse(request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime, request.call);
     deps.accounting.finish(request, reply.statusCode, reply.elapsedTime);
     done();
   });

@@ -2,6 +2,7 @@ import type { Settings } from '../core/config/settings.js';
 import type { RegionSpec } from '../core/config/topology.js';
 import type { Registry } from '../core/metrics.js';
 import type { Fleet } from '../scheduler/fleet.js';
+import type { CallContext } from './request-context.js';
 import type { CostEstimator } from '../scheduler/capacity/cost-estimator.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
 import type { UpstreamProxy } from './upstream/proxy.js';
@@ -28,7 +29,7 @@ export interface GatewayDeps {
   /** Present when the admin API is on (an admin token is set). */
   readonly admin: AdminDeps | undefined;
   /** Counts a finished request (hijacked streams report here; others via the onResponse hook). */
-  recordResponse(route: string, status: number, elapsedMs: number): void;
+  recordResponse(route: string, status: number, elapsedMs: number, call: CallContext | undefined): void;
   /** False once shutdown began: /readyz turns 503 so load balancers drain this replica. */
   isAccepting(): boolean;
 }

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Fleet } from '../scheduler/fleet.js';
+import type { NodeState } from '../scheduler/node-state.js';
 
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
@@ -18,7 +19,11 @@ export class GatewayMetrics {
   readonly requests: Counter<'route' | 'status_class'>;
   readonly duration: Histogram<'route'>;
   readonly ttft: Histogram<'model' | 'region'>;
-  readonly tokens: Counter<'model' | 'direction'>;
+  readonly timePerOutputToken: Histogram<'model' | 'region'>;
+  readonly overhead: Histogram<'route'>;
+  readonly modelRequests: Counter<'model' | 'region' | 'status_class'>;
+  readonly tokens: Counter<'model' | 'region' | 'direction'>;
+  readonly nodeTokens: Counter<'node' | 'region'>;
   readonly upstreamErrors: Counter<'node' | 'reason'>;
   readonly retries: Counter<'reason'>;
   readonly inflight: Gauge<'node'>;
@@ -27,18 +32,33 @@ export class GatewayMetrics {
   /** Label children per route, resolved once: the per-request path does no label hashing. */
   private readonly routeChildren = new Map<string, RouteChildren>();
 
-  private readonly tokenChildren = new Map<string, readonly [{ inc(v: number): void }, { inc(v: number): void }]>();
+  private readonly tokenChildren = new Map<string, readonly [{ inc(v: number): void }, { inc(v: number): void }, { inc(v: number): void }]>();
+  private readonly modelChildren = new Map<string, Array<{ inc(): void }>>();
 
-  /** Adds the tokens an engine reported; children per model are resolved once. */
-  countTokens(model: string, prompt: number, completion: number): void {
-    let children = this.tokenChildren.get(model);
+  /** Adds the tokens an engine reported, by model and the serving node; children resolved once. */
+  countTokens(model: string, node: NodeState, prompt: number, completion: number): void {
+    const key = `${model}\u0000${node.id}`;
+    let children = this.tokenChildren.get(key);
     if (children === undefined) {
-      children = [this.tokens.labels(model, 'prompt'), this.tokens.labels(model, 'completion')];
-      // Models are validated against the configured fleet before tokens are counted: bounded.
-      this.tokenChildren.set(model, children);
+      const region = node.spec.regionId;
+      children = [this.tokens.labels(model, region, 'prompt'), this.tokens.labels(model, region, 'completion'), this.nodeTokens.labels(node.id, region)];
+      // Models are validated against the configured fleet, nodes come from it: bounded.
+      this.tokenChildren.set(key, children);
     }
     children[0].inc(prompt);
     children[1].inc(completion);
+    children[2].inc(completion);
+  }
+
+  /** Counts a finished inference request by model, the serving region and status class. */
+  countModelRequest(model: string, region: string, status: number): void {
+    const key = `${model}\u0000${region}`;
+    let children = this.modelChildren.get(key);
+    if (children === undefined) {
+      children = STATUS_CLASSES.map((c) => this.modelRequests.labels(model, region, c));
+      this.modelChildren.set(key, children);
+    }
+    children[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))]?.inc();
   }
 
   /** Counts one answered request (and its duration) without allocating label objects. */
@@ -78,10 +98,36 @@ export class GatewayMetrics {
       buckets: LATENCY_BUCKETS,
       registers,
     });
+    this.timePerOutputToken = new Histogram({
+      name: 'switchyard_time_per_output_token_seconds',
+      help: 'Streaming requests: mean time between output tokens after the first (inter-token latency), by model and serving region.',
+      labelNames: ['model', 'region'],
+      buckets: [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1],
+      registers,
+    });
+    this.overhead = new Histogram({
+      name: 'switchyard_gateway_overhead_seconds',
+      help: 'Time a request spent in the gateway itself: its whole duration minus waiting for capacity and for the upstream (headers and body).',
+      labelNames: ['route'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers,
+    });
+    this.modelRequests = new Counter({
+      name: 'switchyard_model_requests_total',
+      help: 'Inference requests answered, by model, the region that served them (the gateway\'s own when none did) and status class.',
+      labelNames: ['model', 'region', 'status_class'],
+      registers,
+    });
     this.tokens = new Counter({
       name: 'switchyard_tokens_total',
-      help: 'Tokens reported by the engines, by model and direction (prompt, completion).',
-      labelNames: ['model', 'direction'],
+      help: 'Tokens reported by the engines, by model, serving region and direction (prompt, completion).',
+      labelNames: ['model', 'region', 'direction'],
+      registers,
+    });
+    this.nodeTokens = new Counter({
+      name: 'switchyard_node_generated_tokens_total',
+      help: 'Output tokens the engines reported, by node: rate() is the tokens/s each node delivers through this gateway.',
+      labelNames: ['node', 'region'],
       registers,
     });
     this.upstreamErrors = new Counter({

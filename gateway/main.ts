@@ -141,7 +141,14 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           ? undefined
           : { token: settings.adminToken, keys: services.keyStore, usage: services.usageStore, nodes: services.nodeStore, fleet },
       isAccepting: () => accepting,
-      recordResponse: (route, status, elapsedMs) => metrics.recordResponse(route, status, elapsedMs),
+      recordResponse: (route, status, elapsedMs, call) => {
+        metrics.recordResponse(route, status, elapsedMs);
+        // Only configured models become label values: a request for an unknown one is not a new series.
+        if (call?.model !== undefined && fleet.knowsModel(region.id, call.model)) {
+          const served = call.nodeId === undefined ? undefined : fleet.nodes.get(call.nodeId);
+          metrics.countModelRequest(call.model, served?.spec.regionId ?? region.id, status);
+        }
+      },
     },
     log,
   );

@@ -78,6 +78,10 @@ export class CapacityMetrics {
     perNode('switchyard_node_max_sequences', 'Sequence limit of the node (declared).', (n) => n.spec.maxSequences);
     perNode('switchyard_node_token_budget', `Token budget of the node in the ledger: its tokens/s × the ${horizonSeconds} s horizon.`, (n) => n.tokenBudget(horizonSeconds));
     perNode('switchyard_node_capacity_tokens_per_second', 'Capacity placement plans with: learned from the agent when known, else declared.', (n) => n.tokensPerSecond);
+    perNode('switchyard_node_declared_tokens_per_second', 'Capacity declared for the node (regions.yaml or its registration).', (n) => n.spec.tokensPerSecond);
+    perNode('switchyard_node_learned_tokens_per_second', 'Capacity learned by the scheduler from the agent\'s token counter; 0 until learned.', (n) => n.learnedTokensPerSecond ?? 0);
+    perNode('switchyard_node_headroom_sequences', 'Sequences the ledger can still reserve on the node (limit − reserved, all gateways).', (n) => Math.max(0, n.spec.maxSequences - n.reservedSequences));
+    perNode('switchyard_node_headroom_tokens', 'Work tokens the ledger can still reserve on the node (budget − reserved, all gateways).', (n) => Math.max(0, n.tokenBudget(horizonSeconds) - n.reservedTokens));
   }
 
   watchQueues(queues: () => Iterable<QueueView>): void {

@@ -152,7 +152,14 @@ describe('OpenAI API through the gateway', () => {
   it('/metrics counts requests, tokens and node health', async () => {
     const text = await (await fetch(`${gateway.url}/metrics`)).text();
     expect(text).toMatch(/switchyard_http_requests_total\{route="\/v1\/chat\/completions",status_class="2xx"\} \d+/);
-    expect(text).toMatch(/switchyard_tokens_total\{model="sim-small",direction="completion"\} \d+/);
+    expect(text).toMatch(/switchyard_tokens_total\{model="sim-small",region="eu-west",direction="completion"\} \d+/);
+    expect(text).toMatch(/switchyard_model_requests_total\{model="sim-small",region="eu-west",status_class="2xx"\} [1-9]/);
+    expect(text).toMatch(/switchyard_node_generated_tokens_total\{node="west-[a-z]+",region="eu-west"\} [1-9]/);
+    expect(text).toMatch(/switchyard_gateway_overhead_seconds_count\{route="\/v1\/chat\/completions"\} [1-9]/);
+    expect(text).toMatch(/switchyard_time_per_output_token_seconds_count\{model="sim-small",region="eu-west"\} [1-9]/);
+    expect(text).toMatch(/switchyard_node_headroom_sequences\{node="west-fast",region="eu-west"\} \d+/);
+    // The request for a model nobody serves (gpt-9, above) did not become a new series.
+    expect(text).not.toContain('model="gpt-9"');
     expect(text).toMatch(/switchyard_node_healthy\{node="west-fast",region="eu-west"\} 1/);
     expect(text).toMatch(/switchyard_time_to_first_token_seconds_count\{model="sim-small",region="eu-west"\} \d+/);
   });

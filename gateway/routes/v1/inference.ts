@@ -65,6 +65,7 @@ async function handle(
     if (!res.writableFinished) abort.abort();
   });
 
+  const openedAt = performance.now();
   const upstream = await deps.proxy.open({
     path,
     model: body.model,
@@ -81,14 +82,19 @@ async function handle(
     affinityKey: affinityKeyOf(request, body),
   });
   call.nodeId = upstream.node.id;
+  // Time in the gateway excludes waiting for capacity and for the engine (headers, then body).
+  let upstreamMs = performance.now() - openedAt;
   try {
     reply.header('x-switchyard-node', upstream.node.id).header('x-switchyard-region', upstream.node.spec.regionId);
     if (upstream.queuedMs > 0) reply.header('x-switchyard-queue-ms', String(Math.round(upstream.queuedMs)));
+    const bodyAt = performance.now();
     if (stream) await relay(deps, request, reply, upstream, call, clientWantsUsage);
     else await respondBuffered(deps, reply, upstream, call);
+    upstreamMs += performance.now() - bodyAt;
   } finally {
     upstream.release();
   }
+  deps.metrics.overhead.labels(path).observe(Math.max(0, reply.elapsedTime - upstreamMs) / 1000);
   if (call.usage !== undefined) {
     deps.costs.observe(body.model, raw.length, call.usage.prompt_tokens, call.usage.completion_tokens, maxTokens !== undefined && maxTokens !== null);
   }
@@ -107,7 +113,7 @@ async function respondBuffered(deps: GatewayDeps, reply: FastifyReply, upstream:
     });
   }
   call.usage = extractUsage(payload);
-  countTokens(deps, call.model ?? '', call.usage);
+  countTokens(deps, call.model ?? '', upstream, call.usage);
   await reply
     .code(upstream.statusCode)
     .header('content-type', upstream.headers['content-type'] ?? 'application/json')
@@ -138,22 +144,27 @@ async function relay(
       deps.metrics.ttft.observe({ model, region: upstream.node.spec.regionId }, call.ttftMs / 1000);
     },
   });
+  const completion = result.usage?.completion_tokens ?? 0;
+  if (result.failure === undefined && call.ttftMs !== undefined && completion > 1) {
+    const perToken = (reply.elapsedTime - call.ttftMs) / (completion - 1);
+    deps.metrics.timePerOutputToken.observe({ model, region: upstream.node.spec.regionId }, perToken / 1000);
+  }
   if (result.failure !== undefined && result.failure !== 'client_closed') {
     deps.metrics.upstreamErrors.inc({ node: upstream.node.id, reason: result.failure });
     request.log.warn({ reqId: request.id, nodeId: upstream.node.id, reason: result.failure, events: result.events }, 'stream ended early');
   }
   call.usage = result.usage;
   if (result.failure !== undefined) call.errorCode = result.failure === 'client_closed' ? 'client_closed' : 'upstream_error';
-  countTokens(deps, model, result.usage);
+  countTokens(deps, model, upstream, result.usage);
   // Hijacked replies skip Fastify's onResponse hook: account for them here.
   const status = result.failure === undefined ? 200 : result.failure === 'client_closed' ? 499 : 502;
-  deps.recordResponse(request.routeOptions.url ?? 'unknown', status, reply.elapsedTime);
+  deps.recordResponse(request.routeOptions.url ?? 'unknown', status, reply.elapsedTime, call);
   deps.accounting.finish(request, status, reply.elapsedTime);
 }
 
-function countTokens(deps: GatewayDeps, model: string, usage: Usage | undefined): void {
+function countTokens(deps: GatewayDeps, model: string, upstream: OpenUpstream, usage: Usage | undefined): void {
   if (usage === undefined) return;
-  deps.metrics.countTokens(model, usage.prompt_tokens, usage.completion_tokens);
+  deps.metrics.countTokens(model, upstream.node, usage.prompt_tokens, usage.completion_tokens);
 }
 
 /** Regions this request may use: from the gateway's region or an allowed `x-switchyard-region`. */

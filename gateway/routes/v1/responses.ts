@@ -209,6 +209,6 @@ async function stream(
   }
   reply.raw.end();
   // Hijacked replies skip Fastify's onResponse hook: account for them here.
-  deps.recordResponse('/v1/responses', status, reply.elapsedTime);
+  deps.recordResponse('/v1/responses', status, reply.elapsedTime, call);
   deps.accounting.finish(request, status, reply.elapsedTime);
 }
