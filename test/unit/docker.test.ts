@@ -1,0 +1,120 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { KNOBS } from '../../core/config/settings.js';
+import { parseRegions } from '../../core/config/load-regions.js';
+
+/**
+ * No Docker engine runs here, so the deployment files are checked for what can be checked without
+ * one: they parse, and every file, service, volume, port, command and variable they name exists.
+ */
+const DOCKER = 'docker';
+interface Service {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  command?: string[];
+  entrypoint?: string[];
+  environment?: Record<string, string>;
+  volumes?: string[];
+  ports?: string[];
+  depends_on?: Record<string, unknown> | string[];
+}
+const compose = parse(readFileSync(join(DOCKER, 'compose.yaml'), 'utf8'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown> };
+const services = compose.services;
+const CLI_COMMANDS = [...readFileSync('cli/main.ts', 'utf8').matchAll(/^ {2}([a-z]+): \{ run:/gm)].map((m) => m[1]);
+const AGENT_ENV = [...readFileSync('cli/commands/agent.ts', 'utf8').matchAll(/SWITCHYARD_[A-Z_]+/g)].map((m) => m[0]);
+const KNOWN_ENV = new Set([...KNOBS.map((k) => k.env), ...AGENT_ENV, 'SWITCHYARD_URL']);
+
+describe('docker/compose.yaml', () => {
+  it('has the services the issue asks for', () => {
+    for (const name of ['redis', 'postgres', 'prometheus', 'grafana', 'gateway-eu-west', 'gateway-eu-north', 'scheduler', 'worker', 'sim-1', 'sim-2', 'agent-1', 'agent-2']) {
+      expect(services, name).toHaveProperty(name);
+    }
+  });
+
+  it('every build, bind mount, named volume and dependency exists', () => {
+    for (const [name, s] of Object.entries(services)) {
+      expect(s.image ?? s.build, `${name}: image or build`).toBeDefined();
+      if (s.build !== undefined) expect(existsSync(join(DOCKER, s.build.context, s.build.dockerfile)), `${name}: ${s.build.dockerfile}`).toBe(true);
+      for (const v of s.volumes ?? []) {
+        const source = v.split(':')[0] as string;
+        if (source.startsWith('.')) expect(existsSync(join(DOCKER, source)), `${name}: ${source}`).toBe(true);
+        else expect(compose.volumes, `${name}: volume ${source}`).toHaveProperty(source);
+      }
+      const deps = Array.isArray(s.depends_on) ? s.depends_on : Object.keys(s.depends_on ?? {});
+      for (const d of deps) expect(services, `${name} depends on ${d}`).toHaveProperty(d);
+    }
+  });
+
+  it('every Switchyard command, flag variable and config path exists in the project', () => {
+    for (const [name, s] of Object.entries(services)) {
+      if (s.build === undefined) continue;
+      const command = s.command ?? [];
+      if (command.length > 0) expect(CLI_COMMANDS, `${name}: ${command[0] ?? ''}`).toContain(command[0]);
+      for (const key of Object.keys(s.environment ?? {})) {
+        if (key.startsWith('SWITCHYARD_')) expect(KNOWN_ENV.has(key), `${name}: ${key}`).toBe(true);
+      }
+      const flags = command.filter((a) => a.startsWith('--')).map((a) => a.slice(2));
+      const simFlags = readFileSync('sim/sim-options.ts', 'utf8');
+      for (const f of flags) {
+        const known = KNOBS.some((k) => k.flag === f) || (command[0] === 'sim' && (simFlags.includes(`  '${f}': {`) || simFlags.includes(`  ${f}: {`)));
+        expect(known, `${name}: --${f}`).toBe(true);
+      }
+    }
+    // The config the containers read is a valid regions file.
+    const regions = parseRegions(readFileSync(join(DOCKER, 'regions.yaml'), 'utf8'));
+    expect([...regions.regions.keys()]).toEqual(['eu-west', 'eu-north']);
+  });
+
+  it('Prometheus scrapes services that exist, on the ports they listen on', () => {
+    const prom = parse(readFileSync(join(DOCKER, 'prometheus/prometheus.yml'), 'utf8')) as { scrape_configs: Array<{ static_configs: Array<{ targets: string[] }> }> };
+    const targets = prom.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets));
+    expect(targets.length).toBeGreaterThan(0);
+    for (const t of targets) {
+      const [host, port] = t.split(':') as [string, string];
+      const s = services[host];
+      expect(s, t).toBeDefined();
+      const text = JSON.stringify(s);
+      expect(text.includes(`"${port}"`) || text.includes(`'${port}'`) || text.includes(`:${port}`) || (port === '8080' && host.startsWith('gateway')), t).toBe(true);
+    }
+  });
+});
+
+describe('docker/Dockerfile', () => {
+  it('copies only files that exist', () => {
+    const lines = readFileSync(join(DOCKER, 'Dockerfile'), 'utf8').split('\n').filter((l) => l.startsWith('COPY ') && !l.includes('--from='));
+    expect(lines.length).toBeGreaterThan(5);
+    for (const line of lines) {
+      const parts = line.split(/\s+/).slice(1);
+      for (const src of parts.slice(0, -1)) expect(existsSync(src), line).toBe(true);
+    }
+  });
+});
+
+describe('dashboards and alert rules', () => {
+  const documented = readFileSync('docs/metrics.md', 'utf8');
+  const metricNames = (expr: string): string[] =>
+    [...expr.matchAll(/switchyard_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|count|sum)$/, ''));
+
+  it('every dashboard is valid JSON whose panels query documented metrics', () => {
+    for (const file of ['fleet-capacity', 'node-detail', 'tenants', 'gateway']) {
+      const dash = JSON.parse(readFileSync(join(DOCKER, 'grafana/dashboards', `${file}.json`), 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr?: string; rawSql?: string }> }> };
+      expect(dash.panels.length).toBeGreaterThan(2);
+      for (const panel of dash.panels) {
+        expect(panel.targets.length, panel.title).toBeGreaterThan(0);
+        for (const t of panel.targets) {
+          if (t.expr !== undefined) for (const m of metricNames(t.expr)) expect(documented, `${file} / ${panel.title}: ${m}`).toContain(m);
+          else expect(t.rawSql, panel.title).toContain('usage_records');
+        }
+      }
+    }
+  });
+
+  it('every alert rule queries documented metrics', () => {
+    const rules = parse(readFileSync(join(DOCKER, 'prometheus/alerts.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
+    const all = rules.groups.flatMap((g) => g.rules);
+    expect(all.map((r) => r.alert)).toEqual(['RegionAbove90PercentCapacity', 'NodeStale', 'GatewayErrorRate', 'QueueWaitAboveSLO']);
+    for (const r of all) for (const m of metricNames(r.expr)) expect(documented, `${r.alert}: ${m}`).toContain(m);
+  });
+});
