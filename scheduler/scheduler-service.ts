@@ -140,7 +140,9 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
       states.set(view.nodeId, state);
     }
     for (const id of states.keys()) if (!agents.agents.has(id)) states.set(id, 'unhealthy');
-    metrics.nodes.reset();
+    // Every state always has a series (0 when no node is in it): alerts and panels on stale or
+    // unhealthy nodes then evaluate to 0 rather than to "no data".
+    for (const state of ['fresh', 'stale', 'unhealthy'] as const) metrics.nodes.set({ state }, 0);
     for (const state of states.values()) metrics.nodes.inc({ state });
   };
   const snapshot = async (): Promise<number> => {

@@ -17,6 +17,7 @@ export async function schedulerCommand(argv: readonly string[]): Promise<void> {
     services.registerMetrics(registry);
     // /metrics and /healthz on SWITCHYARD_PORT, for Prometheus and the orchestrator.
     const http = await serveMetrics(registry, settings.host, settings.port);
+    logger.info({ url: http.url }, 'scheduler metrics listening');
     const signal = await waitForSignal();
     logger.info({ signal }, 'shutting down');
     await http.close();

@@ -40,6 +40,8 @@ export class CapacityMetrics {
       registers,
     });
     this.rejections = new Map(REJECTION_REASONS.map((r) => [r, rejected.labels(r)]));
+    // Every reason exists from the start (at 0): dashboards and alerts see 0, not "no data".
+    for (const r of REJECTION_REASONS) rejected.inc({ reason: r }, 0);
     const queues = (): Iterable<QueueView> => this.queues();
     new Gauge({
       name: 'switchyard_queue_depth',
