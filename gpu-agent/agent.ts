@@ -1,6 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { Gauge, Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
+import { createRegistry } from '../core/metrics.js';
+import { packageVersion } from '../core/version.js';
 import type { Logger } from '../core/logger.js';
 import type { GpuStats, LoadReport, SchedulerCommand } from '../proto/agent-protocol.js';
 import { defaultFetchText, detectEngine, type FetchText } from './probes/detect.js';
@@ -43,7 +45,8 @@ export interface AgentHandle {
  */
 export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   const log = opts.log.child({ module: 'agent', nodeId: opts.nodeId });
-  const registry = new Registry();
+  // switchyard_build_info{role="agent"} and process metrics, like every Switchyard process.
+  const registry = createRegistry('agent', packageVersion());
   const gauges = agentGauges(registry);
   let lastEngine: EngineSample | undefined;
   let lastGpus: GpuSample[] = [];

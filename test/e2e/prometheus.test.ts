@@ -175,6 +175,12 @@ describe.skipIf(!hasPrometheus)('Prometheus scrapes every process; every dashboa
     await eventually(async () => (await promQuery(measured)).length > 0, 40_000, `series for ${measured}`);
   }, 60_000);
 
+  it('every process reports switchyard_build_info with its role', async () => {
+    await eventually(async () => (await promQuery('switchyard_build_info')).length === 4, 20_000, 'build info of four processes');
+    const roles = (await promQuery('switchyard_build_info')) as Array<{ metric: { role: string } }>;
+    expect(roles.map((r) => r.metric.role).sort()).toEqual(['agent', 'gateway', 'scheduler', 'worker']);
+  });
+
   it('the alert rules loaded into Prometheus', async () => {
     const res = (await (await fetch(`${promUrl}/api/v1/rules`)).json()) as { data: { groups: Array<{ rules: Array<{ name: string; health: string }> }> } };
     const rules = res.data.groups.flatMap((g) => g.rules);
