@@ -17,6 +17,33 @@ const REDIS_URL = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
 const SECONDS = 5;
 const CONSUMER = fileURLToPath(new URL('./consumer.js', import.meta.url));
 
+/** How many jobs/s one worker process starts when a backlog waits: the ceiling of the open-loop runs. */
+async function drainRate(total: number): Promise<number> {
+  const prefix = `bench_jobs_${process.pid}_drain:`;
+  const jobs = new BackgroundJobs({ redisUrl: REDIS_URL, redisPrefix: prefix, region: 'bench', attempts: 1 });
+  await Promise.all(Array.from({ length: total }, (_, i) => jobs.enqueue(`job-${i}`)));
+  let seen = 0;
+  let firstAt = 0;
+  let lastAt = 0;
+  const child = spawn(process.execPath, [CONSUMER, REDIS_URL, prefix, 'bench'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  child.stdout.on('data', (c: Buffer) => {
+    const n = c.toString().split('\n').filter((l) => l.startsWith('L ')).length;
+    if (n > 0 && firstAt === 0) firstAt = performance.now();
+    seen += n;
+    lastAt = performance.now();
+  });
+  const deadline = Date.now() + 60_000;
+  while (seen < total && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  child.kill('SIGTERM');
+  await once(child, 'exit');
+  await jobs.close();
+  const redis = new Redis(REDIS_URL);
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+  return (seen / Math.max(1, lastAt - firstAt)) * 1000;
+}
+
 async function runAt(rate: number, consumers: number): Promise<number[]> {
   const prefix = `bench_jobs_${process.pid}_${rate}_${consumers}:`;
   const total = rate * SECONDS;
@@ -74,4 +101,6 @@ for (const consumers of [1, 2]) {
     log(`| ${rate}/s | ${consumers} | ${rate * SECONDS} | ${l.length} | ${percentile(l, 50).toFixed(1)} | ${percentile(l, 99).toFixed(1)} | ${Math.max(...l).toFixed(1)} |`);
   }
 }
+log();
+log(`Drain rate of one worker process (10,000 jobs enqueued first, then started as fast as it can): ${Math.round(await drainRate(10_000))} jobs/s`);
 if (process.argv.includes('--write')) writeResults('jobs', lines);
