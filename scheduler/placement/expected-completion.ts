@@ -1,3 +1,4 @@
+import type { RegionRoute } from '../fleet.js';
 import type { NodeState } from '../node-state.js';
 import { isEligible, type PlacementPolicy, type PlacementRequest } from './policy.js';
 
@@ -66,7 +67,7 @@ export class ExpectedCompletionPolicy implements PlacementPolicy {
     let preferred: NodeState | undefined;
     let preferredRtt = 0;
     let preferredRank = Infinity;
-    let hashHop: unknown;
+    let hashHop: RegionRoute | undefined;
     for (const hop of req.route) {
       for (const node of hop.nodes) {
         if (!isEligible(node, req)) continue;
