@@ -67,6 +67,16 @@ describe('docker/compose.yaml', () => {
     expect([...regions.regions.keys()]).toEqual(['eu-west', 'eu-north']);
   });
 
+  it('every Switchyard container listens on all interfaces (others reach it by service name)', () => {
+    expect(readFileSync(join(DOCKER, 'Dockerfile'), 'utf8')).toMatch(/SWITCHYARD_HOST=0\.0\.0\.0/);
+    for (const [name, s] of Object.entries(services)) {
+      const command = s.command ?? [];
+      // The sim takes its address from --host only; the agent from SWITCHYARD_HOST in its own environment.
+      if (command[0] === 'sim') expect(command.join(' '), name).toContain('--host 0.0.0.0');
+      if (name.startsWith('agent')) expect(s.environment?.['SWITCHYARD_HOST'], name).toBe('0.0.0.0');
+    }
+  });
+
   it('Prometheus scrapes services that exist, on the ports they listen on', () => {
     const prom = parse(readFileSync(join(DOCKER, 'prometheus/prometheus.yml'), 'utf8')) as { scrape_configs: Array<{ static_configs: Array<{ targets: string[] }> }> };
     const targets = prom.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets));
