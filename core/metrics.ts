@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 
 export { Registry };
 
@@ -17,4 +17,20 @@ export function createRegistry(role: string, version: string): Registry {
   });
   info.set({ version, role, node_version: process.version }, 1);
   return registry;
+}
+
+/**
+ * A counter whose value another component keeps (a plain number it increments), read at scrape
+ * time: the component needs no prom-client dependency and the hot path no label lookup.
+ */
+export function counterFrom(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
 }

@@ -7,6 +7,26 @@ const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 interface RouteChildren {
   readonly byClass: Array<{ inc(): void }>;
   readonly duration: { observe(v: number): void };
+  readonly overhead: { observe(v: number): void };
+}
+
+/** A two-level cache of label children: no key string is built per request. */
+function nested<T>(cache: Map<string, Map<string, T>>, a: string, b: string, make: () => T): T {
+  let inner = cache.get(a);
+  if (inner === undefined) {
+    inner = new Map();
+    cache.set(a, inner);
+  }
+  let value = inner.get(b);
+  if (value === undefined) {
+    value = make();
+    inner.set(b, value);
+  }
+  return value;
+}
+
+function statusClass(status: number): number {
+  return Math.min(4, Math.max(0, Math.floor(status / 100) - 1));
 }
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120];
@@ -32,19 +52,19 @@ export class GatewayMetrics {
   /** Label children per route, resolved once: the per-request path does no label hashing. */
   private readonly routeChildren = new Map<string, RouteChildren>();
 
-  private readonly tokenChildren = new Map<string, readonly [{ inc(v: number): void }, { inc(v: number): void }, { inc(v: number): void }]>();
-  private readonly modelChildren = new Map<string, Array<{ inc(): void }>>();
+  // Models are validated against the configured fleet and nodes and regions come from it: bounded.
+  private readonly tokenChildren = new Map<string, Map<string, readonly [{ inc(v: number): void }, { inc(v: number): void }, { inc(v: number): void }]>>();
+  private readonly modelChildren = new Map<string, Map<string, Array<{ inc(): void }>>>();
+  private readonly perTokenChildren = new Map<string, Map<string, { observe(v: number): void }>>();
 
   /** Adds the tokens an engine reported, by model and the serving node; children resolved once. */
   countTokens(model: string, node: NodeState, prompt: number, completion: number): void {
-    const key = `${model}\u0000${node.id}`;
-    let children = this.tokenChildren.get(key);
-    if (children === undefined) {
-      const region = node.spec.regionId;
-      children = [this.tokens.labels(model, region, 'prompt'), this.tokens.labels(model, region, 'completion'), this.nodeTokens.labels(node.id, region)];
-      // Models are validated against the configured fleet, nodes come from it: bounded.
-      this.tokenChildren.set(key, children);
-    }
+    const region = node.spec.regionId;
+    const children = nested(this.tokenChildren, model, node.id, () => [
+      this.tokens.labels(model, region, 'prompt'),
+      this.tokens.labels(model, region, 'completion'),
+      this.nodeTokens.labels(node.id, region),
+    ] as const);
     children[0].inc(prompt);
     children[1].inc(completion);
     children[2].inc(completion);
@@ -52,27 +72,38 @@ export class GatewayMetrics {
 
   /** Counts a finished inference request by model, the serving region and status class. */
   countModelRequest(model: string, region: string, status: number): void {
-    const key = `${model}\u0000${region}`;
-    let children = this.modelChildren.get(key);
-    if (children === undefined) {
-      children = STATUS_CLASSES.map((c) => this.modelRequests.labels(model, region, c));
-      this.modelChildren.set(key, children);
-    }
-    children[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))]?.inc();
+    const children = nested(this.modelChildren, model, region, () => STATUS_CLASSES.map((c) => this.modelRequests.labels(model, region, c)));
+    children[statusClass(status)]?.inc();
   }
 
-  /** Counts one answered request (and its duration) without allocating label objects. */
-  recordResponse(route: string, status: number, elapsedMs: number): void {
+  /** Streaming: the mean time between output tokens after the first, in seconds. */
+  observeTimePerOutputToken(model: string, region: string, seconds: number): void {
+    nested(this.perTokenChildren, model, region, () => this.timePerOutputToken.labels(model, region)).observe(seconds);
+  }
+
+  /** Time the request spent in the gateway itself, in seconds. */
+  observeOverhead(route: string, seconds: number): void {
+    this.route(route).overhead.observe(seconds);
+  }
+
+  private route(route: string): RouteChildren {
     let children = this.routeChildren.get(route);
     if (children === undefined) {
       children = {
         byClass: STATUS_CLASSES.map((c) => this.requests.labels(route, c)),
         duration: this.duration.labels(route),
+        overhead: this.overhead.labels(route),
       };
       // Routes are Fastify's route patterns (a fixed set), so this map stays small.
       this.routeChildren.set(route, children);
     }
-    children.byClass[Math.min(4, Math.max(0, Math.floor(status / 100) - 1))]?.inc();
+    return children;
+  }
+
+  /** Counts one answered request (and its duration) without allocating label objects. */
+  recordResponse(route: string, status: number, elapsedMs: number): void {
+    const children = this.route(route);
+    children.byClass[statusClass(status)]?.inc();
     children.duration.observe(elapsedMs / 1000);
   }
 

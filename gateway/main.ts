@@ -2,7 +2,7 @@ import type { Settings } from '../core/config/settings.js';
 import type { RegionSpec, Topology } from '../core/config/topology.js';
 import { ConfigError } from '../core/config/config-error.js';
 import type { Logger } from '../core/logger.js';
-import { createRegistry, type Registry } from '../core/metrics.js';
+import { counterFrom, createRegistry, type Registry } from '../core/metrics.js';
 import { packageVersion } from '../core/version.js';
 import type { CapacityLedger } from '../scheduler/capacity/ledger.js';
 import { Counter } from 'prom-client';
@@ -74,16 +74,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const registry = opts.registry ?? createRegistry('gateway', packageVersion());
   const { services } = opts;
   services.registerMetrics?.(registry);
-  const stack = new UpstreamStack({
-    settings,
-    topology,
-    registry,
-    log,
-    nodeStore: services.nodeStore,
-    liveState: services.liveState,
-    ledger: services.ledger,
-    ...(services.ledgerErrors === undefined ? {} : { ledgerErrors: services.ledgerErrors }),
-  });
+  const stack = new UpstreamStack({ settings, topology, registry, log, services });
   const { fleet, metrics, pools, proxy } = stack;
   const rateLimited = new Counter({
     name: 'switchyard_rate_limited_total',
@@ -91,17 +82,13 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     labelNames: ['reason'],
     registers: [registry],
   });
-  const limiterErrors = services.limiterErrors;
-  if (limiterErrors !== undefined) {
-    new Counter({
-      name: 'switchyard_rate_limiter_errors_total',
-      help: 'Rate-limit checks that failed because the limiter store (Redis) was unreachable.',
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(limiterErrors());
-      },
-    });
+  if (services.limiterErrors !== undefined) {
+    counterFrom(
+      registry,
+      'switchyard_rate_limiter_errors_total',
+      'Rate-limit checks that failed because the limiter store (Redis) was unreachable.',
+      services.limiterErrors.bind(services),
+    );
   }
   const keyCache =
     settings.auth === 'keys'

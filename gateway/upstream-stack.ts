@@ -1,8 +1,7 @@
-import { Counter } from 'prom-client';
 import type { Settings } from '../core/config/settings.js';
 import type { Topology } from '../core/config/topology.js';
 import type { Logger } from '../core/logger.js';
-import type { Registry } from '../core/metrics.js';
+import { counterFrom, type Registry } from '../core/metrics.js';
 import type { LiveState } from '../core/storage/live-state.js';
 import type { NodeStore } from '../core/storage/node-store.js';
 import type { CapacityLedger } from '../scheduler/capacity/ledger.js';
@@ -17,15 +16,20 @@ import { NodeHealth } from './upstream/node-health.js';
 import { UpstreamProxy } from './upstream/proxy.js';
 import { UpstreamPools } from './upstream/upstream-pools.js';
 
+/** The shared state a stack reads: the gateway's services and the worker's both provide it. */
+export interface StackServices {
+  readonly nodeStore: NodeStore;
+  readonly liveState: LiveState;
+  readonly ledger: CapacityLedger;
+  ledgerErrors?(): number;
+}
+
 export interface UpstreamStackOptions {
   readonly settings: Settings;
   readonly topology: Topology;
   readonly registry: Registry;
   readonly log: Logger;
-  readonly nodeStore: NodeStore;
-  readonly liveState: LiveState;
-  readonly ledger: CapacityLedger;
-  ledgerErrors?(): number;
+  readonly services: StackServices;
 }
 
 /**
@@ -42,6 +46,7 @@ export class UpstreamStack {
   readonly gate: CapacityGate;
   readonly proxy: UpstreamProxy;
   readonly costs: CostEstimator;
+  readonly policyName: string;
   private readonly fleetSync: FleetSync;
 
   constructor(opts: UpstreamStackOptions) {
@@ -51,22 +56,20 @@ export class UpstreamStack {
     this.metrics = new GatewayMetrics(registry, this.fleet);
     this.pools = new UpstreamPools(this.fleet, settings);
     this.health = new NodeHealth(this.fleet, this.pools, settings, log.child({ module: 'node-health' }));
-    const ledgerErrors = opts.ledgerErrors;
-    if (ledgerErrors !== undefined) {
-      new Counter({
-        name: 'switchyard_capacity_ledger_errors_total',
-        help: 'Capacity ledger calls that failed because its store (Redis) was unreachable; placement then used local accounting.',
-        registers: [registry],
-        collect() {
-          this.reset();
-          this.inc(ledgerErrors());
-        },
-      });
+    const { services } = opts;
+    if (services.ledgerErrors !== undefined) {
+      counterFrom(
+        registry,
+        'switchyard_capacity_ledger_errors_total',
+        'Capacity ledger calls that failed because its store (Redis) was unreachable; placement then used local accounting.',
+        services.ledgerErrors.bind(services),
+      );
     }
     const policy = new ExpectedCompletionPolicy({ ...DEFAULT_PLACEMENT_OPTIONS, horizonSeconds: settings.capacityHorizonSeconds });
+    this.policyName = policy.name;
     this.gate = new CapacityGate(
       this.fleet,
-      opts.ledger,
+      services.ledger,
       policy,
       { queueMax: settings.queueMax, syncIntervalMs: settings.capacitySyncMs, candidates: 3, sessionMemory: 100_000 },
       new CapacityMetrics(registry, this.fleet, settings.capacityHorizonSeconds),
@@ -74,11 +77,7 @@ export class UpstreamStack {
     );
     this.proxy = new UpstreamProxy(this.gate, this.pools, this.health, this.metrics, settings, log);
     this.costs = new CostEstimator(settings.defaultMaxTokens);
-    this.fleetSync = new FleetSync(this.fleet, opts.nodeStore, opts.liveState, log.child({ module: 'fleet-sync' }));
-  }
-
-  get policyName(): string {
-    return 'switchyard';
+    this.fleetSync = new FleetSync(this.fleet, services.nodeStore, services.liveState, log.child({ module: 'fleet-sync' }));
   }
 
   async start(): Promise<void> {

@@ -63,16 +63,7 @@ export async function startBackgroundWork(
 ): Promise<BackgroundWork> {
   const region = resolveRegion(settings, topology);
   const log = logger.child({ module: 'worker', region: region.id });
-  const stack = new UpstreamStack({
-    settings,
-    topology,
-    registry,
-    log,
-    nodeStore: services.nodeStore,
-    liveState: services.liveState,
-    ledger: services.ledger,
-    ledgerErrors: services.ledgerErrors,
-  });
+  const stack = new UpstreamStack({ settings, topology, registry, log, services });
   await stack.start();
   const worker = new BackgroundWorker({
     redisUrl: settings.redisUrl as string,

@@ -43,26 +43,20 @@ export class CapacityMetrics {
     // Every reason exists from the start (at 0): dashboards and alerts see 0, not "no data".
     for (const r of REJECTION_REASONS) rejected.inc({ reason: r }, 0);
     const queues = (): Iterable<QueueView> => this.queues();
-    new Gauge({
-      name: 'switchyard_queue_depth',
-      help: 'Requests waiting for capacity, by model and origin region.',
-      labelNames: ['model', 'region'],
-      registers,
-      collect() {
-        this.reset();
-        for (const q of queues()) this.set({ model: q.model, region: q.region }, q.waiting.size);
-      },
-    });
-    new Gauge({
-      name: 'switchyard_queue_tokens',
-      help: 'Tokens (estimated cost) of the requests waiting for capacity, by model and origin region.',
-      labelNames: ['model', 'region'],
-      registers,
-      collect() {
-        this.reset();
-        for (const q of queues()) this.set({ model: q.model, region: q.region }, q.waiting.queuedTokens);
-      },
-    });
+    const perQueue = (name: string, help: string, value: (q: QueueView) => number): void => {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['model', 'region'],
+        registers,
+        collect() {
+          this.reset();
+          for (const q of queues()) this.set({ model: q.model, region: q.region }, value(q));
+        },
+      });
+    };
+    perQueue('switchyard_queue_depth', 'Requests waiting for capacity, by model and origin region.', (q) => q.waiting.size);
+    perQueue('switchyard_queue_tokens', 'Tokens (estimated cost) of the requests waiting for capacity, by model and origin region.', (q) => q.waiting.queuedTokens);
     const perNode = (name: string, help: string, value: (n: NodeState) => number): void => {
       new Gauge({
         name,

@@ -1,8 +1,7 @@
 import OpenAI, { APIError } from 'openai';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, regionsYaml, simStats, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
-import { dropSchema, PG_URL, REDIS_URL, uniqueName } from '../helpers/services.js';
+import { dropSchema, PG_URL, REDIS_URL, samplePgConnections, uniqueName } from '../helpers/services.js';
 
 /**
  * Token-capacity scheduling across real processes: gateways sharing the capacity ledger in the
@@ -111,21 +110,10 @@ afterAll(async () => {
 
 describe('token-capacity scheduling', () => {
   it('1,000 agents at once: all complete, no engine holds more than its limit, Postgres stays within the pool', async () => {
-    let peakConnections = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      const client = new pg.Client({ connectionString: PG_URL });
-      await client.connect();
-      while (sampling) {
-        const r = await client.query<{ n: string }>('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [`${schema}_gw1`]);
-        peakConnections = Math.max(peakConnections, Number(r.rows[0]?.n));
-      }
-      await client.end();
-    })();
+    const sampler = samplePgConnections(`${schema}_gw1`);
     const client = sdk(gw1, keys['flood'] as string);
     const results = await Promise.allSettled(Array.from({ length: 1000 }, () => ask(client)));
-    sampling = false;
-    await sampler;
+    const peakConnections = await sampler.stop();
     const failed = results.filter((r) => r.status === 'rejected');
     expect(failed.map((r) => String(r.reason))).toEqual([]);
     for (const r of results) if (r.status === 'fulfilled') expect(r.value.choices[0]?.message.content).toBeTruthy();

@@ -1,8 +1,7 @@
 import OpenAI from 'openai';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, regionsYaml, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
-import { dropSchema, PG_URL, query, REDIS_URL, uniqueName } from '../helpers/services.js';
+import { dropSchema, PG_URL, query, REDIS_URL, samplePgConnections, uniqueName } from '../helpers/services.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 
 /**
@@ -222,22 +221,11 @@ describe('usage records', () => {
 
   it('1,000 concurrent requests over 50 new keys never open more Postgres connections than the pool', async () => {
     const keys = await Promise.all(Array.from({ length: 50 }, () => createKey({ requestsPerMinute: 100_000, tokensPerMinute: 100_000_000, maxConcurrent: 1000 }, 'flood')));
-    let peak = 0;
-    let sampling = true;
-    const sampler = (async () => {
-      const client = new pg.Client({ connectionString: PG_URL });
-      await client.connect();
-      while (sampling) {
-        const r = await client.query<{ n: string }>('SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1', [`${schema}_gwB`]);
-        peak = Math.max(peak, Number(r.rows[0]?.n));
-      }
-      await client.end();
-    })();
+    const sampler = samplePgConnections(`${schema}_gwB`);
     const results = await Promise.allSettled(
       Array.from({ length: 1000 }, (_, i) => sdk(gwB, (keys[i % 50] as CreatedKey).key).chat.completions.create({ model: 'sim-small', messages, max_tokens: 2 })),
     );
-    sampling = false;
-    await sampler;
+    const peak = await sampler.stop();
     expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
     expect(peak).toBeGreaterThan(0);
     expect(peak).toBeLessThanOrEqual(3);

@@ -1,4 +1,3 @@
-import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/logger.js';
 import type { CapacityLedger, LedgerNode } from '../../scheduler/capacity/ledger.js';
@@ -6,23 +5,14 @@ import { MemoryLedger } from '../../scheduler/capacity/memory-ledger.js';
 import { RedisLedger } from '../../scheduler/capacity/redis-ledger.js';
 import { ResilientLedger } from '../../scheduler/capacity/resilient-ledger.js';
 import { eventually } from '../helpers/processes.js';
-import { REDIS_URL, uniqueName } from '../helpers/services.js';
+import { testRedis, uniqueName } from '../helpers/services.js';
 
 /** One contract, every implementation: the memory ledger and the Redis scripts agree. */
 const root = `${uniqueName('sytest_ledger')}:`;
-const connections: Redis[] = [];
-function redis(): Redis {
-  const r = new Redis(REDIS_URL);
-  connections.push(r);
-  return r;
-}
+const redisConnections = testRedis(root);
+const redis = redisConnections.connect;
 
-afterAll(async () => {
-  const r = redis();
-  const keys = await r.keys(`${root}*`);
-  if (keys.length > 0) await r.del(...keys);
-  await Promise.all(connections.map((c) => c.quit()));
-});
+afterAll(() => redisConnections.cleanup());
 
 /** Two handles on one ledger (two gateways); each call of `make` is a fresh ledger. */
 type Make = (leaseTtlMs?: number) => [CapacityLedger, CapacityLedger];

@@ -1,25 +1,15 @@
-import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MemoryRateLimiter } from '../../core/ratelimit/memory-rate-limiter.js';
 import type { KeyLimits, RateLimiter } from '../../core/ratelimit/rate-limiter.js';
 import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
-import { REDIS_URL, uniqueName } from '../helpers/services.js';
+import { testRedis, uniqueName } from '../helpers/services.js';
 
 /** One contract, every implementation: the memory limiter and the Redis script agree. */
 const prefix = `${uniqueName('sytest_rl')}:`;
-const connections: Redis[] = [];
-function redis(): Redis {
-  const r = new Redis(REDIS_URL);
-  connections.push(r);
-  return r;
-}
+const redisConnections = testRedis(prefix);
+const redis = redisConnections.connect;
 
-afterAll(async () => {
-  const r = redis();
-  const keys = await r.keys(`${prefix}*`);
-  if (keys.length > 0) await r.del(...keys);
-  await Promise.all(connections.map((c) => c.quit()));
-});
+afterAll(() => redisConnections.cleanup());
 
 const implementations: Array<[string, (leaseTtlMs?: number) => RateLimiter]> = [
   ['memory', (leaseTtlMs) => new MemoryRateLimiter(leaseTtlMs === undefined ? {} : { leaseTtlMs })],

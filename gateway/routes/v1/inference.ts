@@ -94,7 +94,7 @@ async function handle(
   } finally {
     upstream.release();
   }
-  deps.metrics.overhead.labels(path).observe(Math.max(0, reply.elapsedTime - upstreamMs) / 1000);
+  deps.metrics.observeOverhead(path, Math.max(0, reply.elapsedTime - upstreamMs) / 1000);
   if (call.usage !== undefined) {
     deps.costs.observe(body.model, raw.length, call.usage.prompt_tokens, call.usage.completion_tokens, maxTokens !== undefined && maxTokens !== null);
   }
@@ -147,7 +147,7 @@ async function relay(
   const completion = result.usage?.completion_tokens ?? 0;
   if (result.failure === undefined && call.ttftMs !== undefined && completion > 1) {
     const perToken = (reply.elapsedTime - call.ttftMs) / (completion - 1);
-    deps.metrics.timePerOutputToken.observe({ model, region: upstream.node.spec.regionId }, perToken / 1000);
+    deps.metrics.observeTimePerOutputToken(model, upstream.node.spec.regionId, perToken / 1000);
   }
   if (result.failure !== undefined && result.failure !== 'client_closed') {
     deps.metrics.upstreamErrors.inc({ node: upstream.node.id, reason: result.failure });
