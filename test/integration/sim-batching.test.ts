@@ -71,9 +71,11 @@ describe('continuous batching', () => {
     );
     const elapsedMs = performance.now() - started;
     expect(counts).toEqual([perStream, perStream, perStream, perStream]);
-    // Fair sharing: when the first stream ends the others are nearly done too (sequential
-    // service would leave them at 0..1 tokens).
-    expect(Math.min(...(othersWhenFirstFinished ?? [0]))).toBeGreaterThanOrEqual(perStream - 3);
+    // Fair sharing: when the first stream ends the others are well along too; sequential service
+    // would leave them at 0..1 tokens. Not "nearly done": the four requests reach the sim up to
+    // tens of ms apart on a loaded machine (a token is 20 ms here), and a late one is behind by
+    // that much — a CI run saw 12 of 16.
+    expect(Math.min(...(othersWhenFirstFinished ?? [0]))).toBeGreaterThanOrEqual(perStream / 2);
     // Capacity is shared, not multiplied: the decode tokens (all but each first) need this long.
     const decodeTokens = streams * (perStream - 1);
     expect(elapsedMs).toBeGreaterThanOrEqual((decodeTokens / tokensPerSecond) * 1000 * 0.8);
