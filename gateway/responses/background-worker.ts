@@ -1,11 +1,11 @@
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { SwitchyardError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { TERMINAL_STATUSES, type ResponseStore } from '../../core/storage/response-store.js';
 import type { UsageBuffer } from '../../core/storage/usage-buffer.js';
 import type { RegionRoute } from '../../scheduler/fleet.js';
-import { bullPrefix, cancelChannel, responseQueueName, type ResponseJobData } from './background-jobs.js';
+import { cancelChannel, responseWorkers, type ResponseJobData } from './background-jobs.js';
 import type { ResponseRunner } from './response-runner.js';
 
 export interface BackgroundWorkerOptions {
@@ -36,28 +36,22 @@ export interface BackgroundWorkerOptions {
 export class BackgroundWorker {
   private readonly connection: Redis;
   private readonly subscriber: Redis;
-  private readonly worker: Worker<ResponseJobData, string>;
+  private readonly workers: Worker<ResponseJobData, string>[];
 
   constructor(private readonly opts: BackgroundWorkerOptions) {
     this.connection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
     this.subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
-    this.worker = new Worker<ResponseJobData, string>(responseQueueName(opts.region), (job, _token, signal) => this.process(job, signal), {
-      connection: this.connection,
-      prefix: bullPrefix(opts.redisPrefix),
-      concurrency: opts.concurrency,
-      lockDuration: opts.lockMs,
-      stalledInterval: Math.max(1000, Math.floor(opts.lockMs / 2)),
-      maxStalledCount: 3,
-    });
-    this.worker.on('error', (err) => opts.log.warn({ err: err.message }, 'background worker error'));
+    this.workers = responseWorkers({ ...opts, connection: this.connection }, (job, _token, signal) => this.process(job, signal));
+    for (const worker of this.workers) worker.on('error', (err) => opts.log.warn({ err: err.message }, 'background worker error'));
   }
 
   async start(): Promise<void> {
     await this.subscriber.subscribe(cancelChannel(this.opts.redisPrefix));
     this.subscriber.on('message', (_channel: string, responseId: string) => {
-      if (this.worker.cancelJob(responseId, 'cancelled by the client')) this.opts.log.info({ responseId }, 'background response cancelled while running');
+      // Only the Worker instance running the job knows it: ask each.
+      if (this.workers.some((w) => w.cancelJob(responseId, 'cancelled by the client'))) this.opts.log.info({ responseId }, 'background response cancelled while running');
     });
-    await this.worker.waitUntilReady();
+    await Promise.all(this.workers.map((w) => w.waitUntilReady()));
   }
 
   private async process(job: Job<ResponseJobData, string>, signal: AbortSignal | undefined): Promise<string> {
@@ -111,7 +105,7 @@ export class BackgroundWorker {
   }
 
   async close(): Promise<void> {
-    await this.worker.close();
+    await Promise.all(this.workers.map((w) => w.close()));
     await this.subscriber.quit().catch(() => this.subscriber.disconnect());
     await this.connection.quit().catch(() => this.connection.disconnect());
   }
