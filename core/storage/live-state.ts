@@ -43,12 +43,15 @@ export class MemoryLiveState implements LiveState {
 /**
  * Redis: the latest load of every node in the hash `${prefix}live-nodes` (so a gateway that starts
  * knows the fleet at once) and each report on the channel `${prefix}live-load`. A subscriber uses
- * its own connection, as Redis requires.
+ * its own connection, as Redis requires; one connection serves every subscriber of this object
+ * (`switchyard start` runs the gateway's and the worker's fleet views in one process), so
+ * `close()` has exactly one to end.
  */
 export class RedisLiveState implements LiveState {
   private readonly channel: string;
   private readonly hash: string;
-  private subscriber: Redis | undefined;
+  private readonly listeners = new Set<(load: LiveLoad) => void>();
+  private subscribed: Promise<Redis> | undefined;
 
   constructor(
     private readonly redis: Redis,
@@ -65,29 +68,47 @@ export class RedisLiveState implements LiveState {
   }
 
   async subscribe(onLoad: (load: LiveLoad) => void): Promise<void> {
-    const sub = this.redis.duplicate({ enableOfflineQueue: true });
-    this.subscriber = sub;
-    sub.on('error', () => undefined); // reconnects by itself; the publisher side logs outages
-    sub.on('message', (_channel: string, message: string) => {
-      try {
-        onLoad(JSON.parse(message) as LiveLoad);
-      } catch {
-        // a malformed message is ignored
-      }
-    });
-    await sub.subscribe(this.channel);
+    this.listeners.add(onLoad);
+    this.subscribed ??= this.openSubscriber();
+    await this.subscribed;
     // Then the stored state: a report that raced the subscription is at worst applied twice.
     const stored = await this.redis.hgetall(this.hash).catch(() => ({}) as Record<string, string>);
     for (const json of Object.values(stored)) {
-      try {
-        onLoad(JSON.parse(json) as LiveLoad);
-      } catch {
-        // ignore
-      }
+      const load = parseLoad(json);
+      if (load !== undefined) onLoad(load);
     }
   }
 
+  private async openSubscriber(): Promise<Redis> {
+    const sub = this.redis.duplicate({ enableOfflineQueue: true });
+    sub.on('error', () => undefined); // reconnects by itself; the publisher side logs outages
+    sub.on('message', (_channel: string, message: string) => {
+      const load = parseLoad(message);
+      if (load !== undefined) for (const listener of this.listeners) listener(load);
+    });
+    try {
+      await sub.subscribe(this.channel);
+    } catch (error) {
+      sub.disconnect();
+      this.subscribed = undefined; // the next subscribe tries again
+      throw error;
+    }
+    return sub;
+  }
+
   async close(): Promise<void> {
-    await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
+    this.listeners.clear();
+    const sub = await this.subscribed?.catch(() => undefined);
+    this.subscribed = undefined;
+    await sub?.quit().catch(() => sub.disconnect());
+  }
+}
+
+/** A malformed report is ignored: the next one supersedes it. */
+function parseLoad(json: string): LiveLoad | undefined {
+  try {
+    return JSON.parse(json) as LiveLoad;
+  } catch {
+    return undefined;
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import OpenAI from 'openai';
 import { describe, expect, it } from 'vitest';
 import { CLI, eventually, startCli } from '../helpers/processes.js';
-import { dropSchema, PG_URL, uniqueName } from '../helpers/services.js';
+import { dropSchema, PG_URL, REDIS_URL, uniqueName } from '../helpers/services.js';
 
 describe('switchyard start (what `npm start` runs)', () => {
   it('serves the shipped regions.yaml with in-process sims, and stops cleanly on SIGTERM', async () => {
@@ -21,6 +21,24 @@ describe('switchyard start (what `npm start` runs)', () => {
       expect(data.usage?.completion_tokens).toBe(8);
       expect(response.headers.get('x-switchyard-node')).toBe('eu-west-h100-1');
     } finally {
+      expect(await proc.stop()).toBe(0);
+    }
+  });
+});
+
+describe('switchyard start with REDIS_URL (gateway, scheduler and a background worker in one process)', () => {
+  it('runs a background response on its in-process worker, then exits 0 on SIGTERM with every Redis connection closed', async () => {
+    const env = { REDIS_URL, SWITCHYARD_REDIS_PREFIX: `${uniqueName('start_redis')}:` };
+    const proc = await startCli(['start', '--port', '0', '--scheduler-port', '0'], 'gateway listening', env);
+    try {
+      const client = new OpenAI({ baseURL: `${proc.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      const queued = await client.responses.create({ model: 'llama-3.1-8b-instruct', input: 'echo: ping', background: true });
+      expect(queued.status).toBe('queued');
+      await eventually(async () => (await client.responses.retrieve(queued.id)).status === 'completed', 10_000, 'the background response');
+      expect((await client.responses.retrieve(queued.id)).output_text).toBe('ping');
+    } finally {
+      // The gateway's and the worker's fleet views share one live-state subscription: a second,
+      // unclosed subscriber connection once kept this process alive after shutdown.
       expect(await proc.stop()).toBe(0);
     }
   });
