@@ -52,10 +52,19 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     // One client only: PGlite has a single session, and its socket server interleaves the
     // protocol messages of concurrent connections when a query spans several TCP chunks (seen:
     // "bind message supplies 2 parameters…", once a wrong row). Startup options are ignored by
-    // it, so the search path is set on the connection itself.
-    pool = new pg.Pool({ host: '127.0.0.1', port: started.port, user: 'postgres', database: 'postgres', max: 1, idleTimeoutMillis: 0 });
-    pool.on('connect', (client) => {
-      client.query(`SET search_path TO "${schema}", public`).catch(() => undefined);
+    // it, so the search path is set on the connection itself, before the pool hands it out
+    // (pg-pool awaits `onConnect`; its type says void). A 'connect' listener would race the
+    // caller's first query on the same client.
+    pool = new pg.Pool({
+      host: '127.0.0.1',
+      port: started.port,
+      user: 'postgres',
+      database: 'postgres',
+      max: 1,
+      idleTimeoutMillis: 0,
+      onConnect: async (client) => {
+        await client.query(`SET search_path TO "${schema}", public`);
+      },
     });
     opts.log.info({ dataDir: opts.dataDir }, 'embedded Postgres (PGlite) started');
   }

@@ -78,6 +78,9 @@ describe('switchyard start on the embedded defaults (no REDIS_URL, no DATABASE_U
     } finally {
       expect(await proc.stop()).toBe(0);
     }
+    // Node prints warnings to stderr: none is expected (a 'connect' listener once raced the
+    // first query on the embedded pool's client: pg's concurrent-query deprecation).
+    expect(proc.output.filter((line) => line.includes('Warning'))).toEqual([]);
   });
 });
 
