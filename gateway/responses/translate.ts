@@ -187,6 +187,45 @@ export function chatBody(r: StoredResponse, history: readonly ChatMessage[], str
   return { ...r.params, model: r.model, messages, stream, ...(stream ? { stream_options: { include_usage: true } } : {}) };
 }
 
+/**
+ * `GET /v1/responses/{id}/input_items`: the input messages of that request (not the earlier turns,
+ * as OpenAI), newest first unless `order=asc`, `limit` 1–100 (20), cursor `after`/`before` an item
+ * id. Items have no stored id of their own: theirs is derived from the response id and position,
+ * so it is stable. `developer` messages were stored as `system` and are listed so.
+ */
+export function inputItemsPage(r: StoredResponse, query: Record<string, unknown>): Record<string, unknown> {
+  const limit = query['limit'] === undefined ? 20 : Number(query['limit']);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw invalid("'limit' must be an integer from 1 to 100.", 'limit');
+  const order = query['order'] ?? 'desc';
+  if (order !== 'asc' && order !== 'desc') throw invalid("'order' must be 'asc' or 'desc'.", 'order');
+  const base = r.id.startsWith('resp_') ? r.id.slice('resp_'.length) : r.id;
+  const items = r.input.map((m, i) => ({
+    id: `msg_${base}${i.toString(16).padStart(4, '0')}`,
+    type: 'message',
+    status: 'completed',
+    role: m.role,
+    content: [m.role === 'assistant' ? { type: 'output_text', text: m.content, annotations: [] } : { type: 'input_text', text: m.content }],
+  }));
+  if (order === 'desc') items.reverse();
+  let from = 0;
+  let to = items.length;
+  for (const [name, cursor] of [['after', query['after']], ['before', query['before']]] as const) {
+    if (cursor === undefined) continue;
+    const at = items.findIndex((item) => item.id === cursor);
+    if (at === -1) throw invalid(`'${name}' must be the id of an input item of this response.`, name);
+    if (name === 'after') from = at + 1;
+    else to = at;
+  }
+  const data = items.slice(from, Math.max(from, to)).slice(0, limit);
+  return {
+    object: 'list',
+    data,
+    first_id: data[0]?.id ?? null,
+    last_id: data.at(-1)?.id ?? null,
+    has_more: from + data.length < to,
+  };
+}
+
 /** The API object for a stored response (what create, retrieve and cancel return). */
 export function toResponseObject(r: StoredResponse): Record<string, unknown> {
   const done = r.status === 'completed' || r.status === 'incomplete';

@@ -168,8 +168,9 @@ describe('Responses API', () => {
         return nodes;
       }),
     );
-    for (const nodes of nodesOf) expect(new Set(nodes).size).toBe(1);
-    expect(new Set(nodesOf.map((n) => n[0])).size).toBe(2);
+    const why = (): string => gw.output.filter((line) => /"msg":"node /.test(line)).join('\n');
+    for (const nodes of nodesOf) expect(new Set(nodes).size, why()).toBe(1);
+    expect(new Set(nodesOf.map((n) => n[0])).size, why()).toBe(2);
   });
 
   it('cancel stops a running background response and its upstream request', async () => {
@@ -246,6 +247,27 @@ describe('Responses API', () => {
     expect(err).toMatchObject({ status: 400, param: 'tools' });
     await expect(client.responses.create({ model: 'sim-small', input: 'x', previous_response_id: 'resp_nope' })).rejects.toMatchObject({ status: 404 });
     await expect(client.responses.create({ model: 'sim-small', input: 'x', background: true, stream: true })).rejects.toMatchObject({ status: 400 });
+  });
+
+  it('inputItems.list: the request input, paged by the SDK through the after cursor', async () => {
+    const r = await client.responses.create({
+      model: 'sim-small',
+      instructions: 'not an input item',
+      input: [
+        { role: 'user', content: 'echo: a' },
+        { role: 'assistant', content: 'a' },
+        { role: 'user', content: [{ type: 'input_text', text: 'echo: b' }] },
+      ],
+    });
+    const texts: string[] = [];
+    for await (const item of client.responses.inputItems.list(r.id, { order: 'asc', limit: 1 })) {
+      if (item.type === 'message') for (const part of item.content) if ('text' in part) texts.push(`${item.role}:${part.text}`);
+    }
+    expect(texts).toEqual(['user:echo: a', 'assistant:a', 'user:echo: b']);
+    const newest = await client.responses.inputItems.list(r.id);
+    expect(newest.data.map((i) => (i.type === 'message' ? i.role : i.type))).toEqual(['user', 'assistant', 'user']);
+    expect(newest.has_more).toBe(false);
+    await expect(client.responses.inputItems.list('resp_nope')).rejects.toMatchObject({ status: 404 });
   });
 
   it('delete removes a response', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { StoredResponse } from '../../core/storage/response-store.js';
-import { chatBody, parseResponsesRequest, toResponseObject } from '../../gateway/responses/translate.js';
+import { chatBody, inputItemsPage, parseResponsesRequest, toResponseObject } from '../../gateway/responses/translate.js';
 
 const fails = (body: unknown): { param: string | null; message: string } => {
   try {
@@ -82,5 +82,60 @@ describe('chat translation', () => {
     ]);
     expect(o['usage']).toMatchObject({ input_tokens: 3, output_tokens: 2, total_tokens: 5 });
     expect(toResponseObject(stored({ status: 'queued', outputText: null, usage: null }))['output']).toEqual([]);
+  });
+});
+
+describe('inputItemsPage', () => {
+  const r = stored({
+    id: 'resp_abc',
+    input: [
+      { role: 'system', content: 'be brief' },
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: 'hello' },
+      { role: 'user', content: 'bye' },
+    ],
+  });
+  const ids = (page: Record<string, unknown>): string[] => (page['data'] as Array<{ id: string }>).map((i) => i.id);
+
+  it('lists this request input newest first, with text parts by role', () => {
+    const page = inputItemsPage(r, {});
+    expect(ids(page)).toEqual(['msg_abc0003', 'msg_abc0002', 'msg_abc0001', 'msg_abc0000']);
+    expect(page).toMatchObject({ object: 'list', first_id: 'msg_abc0003', last_id: 'msg_abc0000', has_more: false });
+    expect((page['data'] as unknown[])[1]).toEqual({
+      id: 'msg_abc0002',
+      type: 'message',
+      status: 'completed',
+      role: 'assistant',
+      content: [{ type: 'output_text', text: 'hello', annotations: [] }],
+    });
+    expect((page['data'] as unknown[])[0]).toMatchObject({ role: 'user', content: [{ type: 'input_text', text: 'bye' }] });
+  });
+
+  it('pages with limit and after/before, in either order', () => {
+    const first = inputItemsPage(r, { order: 'asc', limit: '3' });
+    expect(ids(first)).toEqual(['msg_abc0000', 'msg_abc0001', 'msg_abc0002']);
+    expect(first['has_more']).toBe(true);
+    const rest = inputItemsPage(r, { order: 'asc', limit: '3', after: 'msg_abc0002' });
+    expect(ids(rest)).toEqual(['msg_abc0003']);
+    expect(rest['has_more']).toBe(false);
+    expect(ids(inputItemsPage(r, { before: 'msg_abc0001' }))).toEqual(['msg_abc0003', 'msg_abc0002']);
+    const empty = inputItemsPage(r, { after: 'msg_abc0000' });
+    expect(empty).toMatchObject({ data: [], first_id: null, last_id: null, has_more: false });
+  });
+
+  it('refuses a bad limit, order or cursor naming the parameter', () => {
+    const param = (query: Record<string, unknown>): unknown => {
+      try {
+        inputItemsPage(r, query);
+      } catch (e) {
+        return (e as { param: unknown }).param;
+      }
+      return 'no error';
+    };
+    expect(param({ limit: '0' })).toBe('limit');
+    expect(param({ limit: '101' })).toBe('limit');
+    expect(param({ limit: 'x' })).toBe('limit');
+    expect(param({ order: 'up' })).toBe('order');
+    expect(param({ after: 'msg_other' })).toBe('after');
   });
 });

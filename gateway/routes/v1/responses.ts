@@ -6,7 +6,7 @@ import type { CallContext } from '../../request-context.js';
 import type { BackgroundJobs } from '../../responses/background-jobs.js';
 import { ResponseEventWriter } from '../../responses/response-events.js';
 import type { ResponseRunner, RunResult } from '../../responses/response-runner.js';
-import { newMessageId, newResponseId, parseResponsesRequest, toResponseObject } from '../../responses/translate.js';
+import { inputItemsPage, newMessageId, newResponseId, parseResponsesRequest, toResponseObject } from '../../responses/translate.js';
 
 export interface ResponsesDeps {
   readonly store: ResponseStore;
@@ -16,15 +16,16 @@ export interface ResponsesDeps {
 }
 
 /**
- * OpenAI's Responses API (text subset): create (plain, streaming, background), retrieve, cancel,
- * delete. Foreground responses run here, translated to chat completions; background ones are
- * queued for the region's workers. Responses belong to the tenant that created them: another
+ * OpenAI's Responses API (text subset): create (plain, streaming, background), retrieve, input
+ * items, cancel, delete. Foreground responses run here, translated to chat completions;
+ * background ones are queued for the region's workers. Responses belong to the tenant that created them: another
  * tenant's id is "not found".
  */
 export function responsesRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const r = deps.responses;
   app.post('/v1/responses', (request, reply) => create(deps, r, request, reply));
   app.get('/v1/responses/:id', async (request) => toResponseObject(await owned(r.store, request)));
+  app.get('/v1/responses/:id/input_items', async (request) => inputItemsPage(await owned(r.store, request), request.query as Record<string, unknown>));
   app.post('/v1/responses/:id/cancel', async (request) => {
     const current = await owned(r.store, request);
     if (!current.background) {
