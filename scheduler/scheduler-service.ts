@@ -47,6 +47,12 @@ export interface SchedulerOptions {
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
   /** Where the scheduler's metrics go (the process's one registry). */
   readonly registry: Registry;
+  /**
+   * node-cron expression of the capacity snapshot; default every minute at second 0. `false`: none
+   * scheduled (tests call `snapshot()` themselves: one scheduled in the same second would turn
+   * theirs into a no-op, snapshots being keyed by node and second).
+   */
+  readonly snapshotSchedule?: string | false;
 }
 
 export interface SchedulerHandle {
@@ -164,12 +170,17 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
     );
     return res.rowCount ?? 0;
   };
+  const snapshotSchedule = opts.snapshotSchedule ?? '0 * * * * *';
   const jobs = [
     cron.schedule('* * * * * *', sweep, { name: 'stale-sweep', noOverlap: true }),
-    cron.schedule('0 * * * * *', () => snapshot().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'capacity snapshot failed')), {
-      name: 'capacity-snapshot',
-      noOverlap: true,
-    }),
+    ...(snapshotSchedule === false
+      ? []
+      : [
+          cron.schedule(snapshotSchedule, () => snapshot().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'capacity snapshot failed')), {
+            name: 'capacity-snapshot',
+            noOverlap: true,
+          }),
+        ]),
   ];
   const port = await agents.start(opts.host, opts.port);
   log.info({ url: `${opts.host}:${port}`, port }, 'scheduler listening');
