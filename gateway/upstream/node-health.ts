@@ -9,6 +9,8 @@ export interface NodeHealthSettings {
   readonly breakerFailures: number;
   readonly breakerCooldownMs: number;
   readonly healthIntervalMs: number;
+  /** Failed probes in a row before a node that was passing is marked unhealthy. */
+  readonly healthFailures: number;
   readonly connectTimeoutMs: number;
 }
 
@@ -28,12 +30,17 @@ const HEALTH_PATH: Record<EngineKind, string> = {
  * ejected for `breakerCooldownMs`; when the cool-down ends it is probed, and only a passing probe
  * lets traffic back (a failing one ejects it for another cool-down). Independently, every node is
  * probed every `healthIntervalMs`, so a node that is down gets no traffic even before it fails a
- * request, and one that comes back is used again without a restart.
+ * request, and one that comes back is used again without a restart. One late or failed probe is
+ * not an outage (a busy engine may answer its health path late): a node that was passing is
+ * marked unhealthy after `healthFailures` failed probes in a row; the first round, at start,
+ * decides at once; one passing probe restores a node.
  */
 export class NodeHealth {
   private timer: NodeJS.Timeout | undefined;
   private readonly probeTimers = new Set<NodeJS.Timeout>();
   private stopped = false;
+  private firstRound = true;
+  private readonly failedProbes = new Map<NodeState, number>();
 
   constructor(
     private readonly fleet: Fleet,
@@ -93,13 +100,19 @@ export class NodeHealth {
     }
   }
 
-  private async probeAll(): Promise<void> {
+  /** One round of active probes over every node (the timer runs one per `healthIntervalMs`). */
+  async probeAll(): Promise<void> {
+    const first = this.firstRound;
+    this.firstRound = false;
     await Promise.all(
       [...this.fleet.nodes.values()].map(async (node) => {
         const ok = await this.probe(node);
-        if (ok !== node.healthy) {
-          node.healthy = ok;
-          this.log.info({ nodeId: node.id, healthy: ok }, 'node health changed');
+        const failed = ok ? 0 : (this.failedProbes.get(node) ?? 0) + 1;
+        this.failedProbes.set(node, failed);
+        const healthy = ok || (node.healthy && !first && failed < this.settings.healthFailures);
+        if (healthy !== node.healthy) {
+          node.healthy = healthy;
+          this.log.info({ nodeId: node.id, healthy, failedProbes: failed }, 'node health changed');
         }
       }),
     );
