@@ -33,6 +33,11 @@ export interface StoredResponse {
   /** false: kept only while the request runs, never written anywhere. */
   readonly store: boolean;
   readonly metadata: Readonly<Record<string, string>>;
+  /**
+   * Placement key shared by every turn: the request's `prompt_cache_key`, else the one of the turn
+   * it continues; without one, turns are placed by their conversation. (Absent from older records.)
+   */
+  readonly promptCacheKey?: string | undefined;
   /** Sampling and limits, forwarded to the engine as chat-completions fields. */
   readonly params: Readonly<Record<string, unknown>>;
   readonly tenant: string;

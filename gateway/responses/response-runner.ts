@@ -68,7 +68,9 @@ export class ResponseRunner {
       tenant: r.tenant,
       weight: 1,
       deadlineAt: Date.now() + this.deadlineMs(r),
-      affinityKey: `conversation:${r.conversationId}`,
+      // The same key space as chat completions' prompt_cache_key: both land on the node whose
+      // prefix cache holds that prompt.
+      affinityKey: r.promptCacheKey ?? `conversation:${r.conversationId}`,
     });
   }
 

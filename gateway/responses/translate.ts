@@ -18,12 +18,14 @@ export interface ResponsesRequest {
   readonly background: boolean;
   readonly store: boolean;
   readonly metadata: Record<string, string>;
+  /** OpenAI's cache-routing hint: requests sharing it go to the same node (its prefix cache). */
+  readonly promptCacheKey: string | undefined;
   /** Chat-completions fields: max_tokens, temperature, top_p, user, response_format… */
   readonly params: Record<string, unknown>;
 }
 
 /** Fields the gateway itself handles. */
-const HANDLED = new Set(['model', 'input', 'instructions', 'previous_response_id', 'stream', 'background', 'store', 'metadata']);
+const HANDLED = new Set(['model', 'input', 'instructions', 'previous_response_id', 'stream', 'background', 'store', 'metadata', 'prompt_cache_key']);
 
 /** Fields that map one to one onto chat completions. */
 const MAPPED: Record<string, string> = {
@@ -44,7 +46,6 @@ const NEUTRAL: Record<string, (v: unknown) => boolean> = {
   include: (v) => v === null || (Array.isArray(v) && v.length === 0),
   reasoning: (v) => v === null || (typeof v === 'object' && Object.keys(v as object).length === 0),
   service_tier: (v) => v === null || v === 'auto' || v === 'default',
-  prompt_cache_key: (v) => v === null || typeof v === 'string',
   stream_options: (v) => v === null || typeof v === 'object',
 };
 
@@ -100,6 +101,8 @@ export function parseResponsesRequest(raw: unknown): ResponsesRequest {
   const stream = bool(body, 'stream', false);
   if (background && !store) throw invalid("A background response must be stored: 'background': true needs 'store' true.", 'store');
   if (background && stream) throw invalid("'stream' with 'background' is not supported here: poll GET /v1/responses/{id} instead.", 'stream');
+  const cacheKey = body['prompt_cache_key'];
+  if (cacheKey !== undefined && cacheKey !== null && typeof cacheKey !== 'string') throw invalid("'prompt_cache_key' must be a string.", 'prompt_cache_key');
   return {
     model,
     input: parseInput(body['input']),
@@ -109,6 +112,7 @@ export function parseResponsesRequest(raw: unknown): ResponsesRequest {
     background,
     store,
     metadata: parseMetadata(body['metadata']),
+    promptCacheKey: typeof cacheKey === 'string' && cacheKey !== '' ? cacheKey : undefined,
     params,
   };
 }
@@ -255,6 +259,7 @@ export function toResponseObject(r: StoredResponse): Record<string, unknown> {
       : [],
     parallel_tool_calls: false,
     previous_response_id: r.previousResponseId,
+    prompt_cache_key: r.promptCacheKey ?? null,
     reasoning: { effort: null, summary: null },
     store: r.store,
     temperature: (r.params['temperature'] as number | undefined) ?? null,

@@ -219,9 +219,10 @@ function queueTimeoutMs(deps: GatewayDeps, request: FastifyRequest, priority: Pr
   return Math.min(limit, value);
 }
 
-/** Session affinity key: `x-session-id`, else the OpenAI `user` field. */
+/** Session affinity key: `x-session-id`, else OpenAI's `prompt_cache_key`, else the `user` field. */
 function affinityKeyOf(request: FastifyRequest, body: InferenceBody): string | undefined {
   const header = request.headers['x-session-id'];
   if (typeof header === 'string' && header !== '') return header;
+  if (typeof body.prompt_cache_key === 'string' && body.prompt_cache_key !== '') return body.prompt_cache_key;
   return typeof body.user === 'string' && body.user !== '' ? body.user : undefined;
 }

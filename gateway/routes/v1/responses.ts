@@ -79,12 +79,14 @@ async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyReque
     );
   }
   let conversationId: string | undefined;
+  let promptCacheKey = body.promptCacheKey;
   if (body.previousResponseId !== null) {
     const previous = await r.store.get(body.previousResponseId);
     if (previous === undefined || previous.tenant !== tenantOf(request)) {
       throw new SwitchyardError(ErrorCode.NotFound, `Previous response with id '${body.previousResponseId}' not found.`, { param: 'previous_response_id' });
     }
     conversationId = previous.conversationId;
+    promptCacheKey ??= previous.promptCacheKey;
   }
   const id = newResponseId();
   const record: StoredResponse = {
@@ -104,6 +106,7 @@ async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyReque
     background: body.background,
     store: body.store,
     metadata: body.metadata,
+    promptCacheKey,
     params: body.params,
     tenant: tenantOf(request),
     // Background work ranks below interactive traffic unless the key is a batch key already.

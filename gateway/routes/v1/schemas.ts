@@ -22,6 +22,7 @@ export const ChatCompletionBody = Type.Object(
     max_tokens: MaxTokens,
     max_completion_tokens: MaxTokens,
     user: Type.Optional(Type.String()),
+    prompt_cache_key: Type.Optional(Type.Union([Type.String(), Type.Null()])),
   },
   open,
 );
@@ -62,6 +63,8 @@ export interface InferenceBody {
   stream_options?: { include_usage?: boolean } | null;
   max_tokens?: number | null;
   max_completion_tokens?: number | null;
-  /** End-user id (chat completions): also the session affinity key when no x-session-id is sent. */
+  /** End-user id (chat completions): the session affinity key when nothing more specific is sent. */
   user?: string;
+  /** OpenAI's cache-routing hint (chat completions): the affinity key unless x-session-id is sent. */
+  prompt_cache_key?: string | null;
 }
