@@ -93,7 +93,7 @@ export const KNOBS: readonly Knob[] = [
   { key: 'breakerFailures', env: 'SWITCHYARD_BREAKER_FAILURES', flag: 'breaker-failures', kind: 'int', def: 3, min: 1, doc: 'consecutive failures that eject a node' },
   { key: 'breakerCooldownMs', env: 'SWITCHYARD_BREAKER_COOLDOWN_MS', flag: 'breaker-cooldown-ms', kind: 'int', def: 10_000, min: 1, doc: 'how long an ejected node rests before it is probed back, ms' },
   { key: 'healthIntervalMs', env: 'SWITCHYARD_HEALTH_INTERVAL_MS', flag: 'health-interval-ms', kind: 'int', def: 5000, min: 100, doc: 'active health check period per node, ms' },
-  { key: 'healthFailures', env: 'SWITCHYARD_HEALTH_FAILURES', flag: 'health-failures', kind: 'int', def: 2, min: 1, doc: 'failed health probes in a row before a passing node is marked unhealthy (at start, the first probe decides)' },
+  { key: 'healthFailures', env: 'SWITCHYARD_HEALTH_FAILURES', flag: 'health-failures', kind: 'int', def: 2, min: 1, doc: "failed health probes in a row before a passing node is marked unhealthy (a node's first probe decides at once)" },
   { key: 'shutdownGraceMs', env: 'SWITCHYARD_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', kind: 'int', def: 10_000, min: 0, doc: 'on SIGTERM, how long open requests may finish before they are cut, ms' },
   { key: 'bodyLimitBytes', env: 'SWITCHYARD_BODY_LIMIT_BYTES', flag: 'body-limit-bytes', kind: 'int', def: 16 * 1024 * 1024, min: 1024, doc: 'largest request body accepted, bytes (larger: 413)' },
   { key: 'redisUrl', env: 'REDIS_URL', flag: 'redis-url', kind: 'secret', def: undefined, doc: 'Redis for limits, key cache invalidation and the usage buffer (unset: in-process memory, one process only)' },

@@ -26,8 +26,8 @@ export function bullPrefix(redisPrefix: string): string {
  * Worker instances per worker process. A BullMQ Worker fetches jobs one at a time (a blocking
  * wait, then sequential `moveToActive` round trips, one of them a look-ahead for the next job)
  * before it starts processing what it fetched; a second instance on the same queue takes the next
- * job while the first is still mid-round-trip. Measured with `npm run bench:jobs` (docs/benchmarks.md):
- * enqueue-to-start p99 about a quarter lower at 1,000 jobs/s, at no extra CPU.
+ * job while the first is still mid-round-trip. Measured with `npm run bench:jobs`
+ * (docs/benchmarks.md): enqueue-to-start p99 a quarter to a third lower at 1,000 jobs/s.
  */
 export const FETCH_LOOPS = 2;
 

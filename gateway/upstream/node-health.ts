@@ -32,15 +32,15 @@ const HEALTH_PATH: Record<EngineKind, string> = {
  * probed every `healthIntervalMs`, so a node that is down gets no traffic even before it fails a
  * request, and one that comes back is used again without a restart. One late or failed probe is
  * not an outage (a busy engine may answer its health path late): a node that was passing is
- * marked unhealthy after `healthFailures` failed probes in a row; the first round, at start,
- * decides at once; one passing probe restores a node.
+ * marked unhealthy after `healthFailures` failed probes in a row; a node's first probe (at
+ * start, or when it was registered) decides at once; one passing probe restores a node.
  */
 export class NodeHealth {
   private timer: NodeJS.Timeout | undefined;
   private readonly probeTimers = new Set<NodeJS.Timeout>();
   private stopped = false;
-  private firstRound = true;
-  private readonly failedProbes = new Map<NodeState, number>();
+  /** Failed probes in a row per node; a node not in it was never probed. Weak: nodes come and go. */
+  private readonly failedProbes = new WeakMap<NodeState, number>();
 
   constructor(
     private readonly fleet: Fleet,
@@ -102,14 +102,14 @@ export class NodeHealth {
 
   /** One round of active probes over every node (the timer runs one per `healthIntervalMs`). */
   async probeAll(): Promise<void> {
-    const first = this.firstRound;
-    this.firstRound = false;
     await Promise.all(
       [...this.fleet.nodes.values()].map(async (node) => {
         const ok = await this.probe(node);
-        const failed = ok ? 0 : (this.failedProbes.get(node) ?? 0) + 1;
+        const before = this.failedProbes.get(node);
+        const failed = ok ? 0 : (before ?? 0) + 1;
         this.failedProbes.set(node, failed);
-        const healthy = ok || (node.healthy && !first && failed < this.settings.healthFailures);
+        // A node's first probe (at start, or when it was registered) decides at once.
+        const healthy = ok || (node.healthy && before !== undefined && failed < this.settings.healthFailures);
         if (healthy !== node.healthy) {
           node.healthy = healthy;
           this.log.info({ nodeId: node.id, healthy, failedProbes: failed }, 'node health changed');
