@@ -170,18 +170,12 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
     );
     return res.rowCount ?? 0;
   };
+  const jobs = [cron.schedule('* * * * * *', sweep, { name: 'stale-sweep', noOverlap: true })];
   const snapshotSchedule = opts.snapshotSchedule ?? '0 * * * * *';
-  const jobs = [
-    cron.schedule('* * * * * *', sweep, { name: 'stale-sweep', noOverlap: true }),
-    ...(snapshotSchedule === false
-      ? []
-      : [
-          cron.schedule(snapshotSchedule, () => snapshot().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'capacity snapshot failed')), {
-            name: 'capacity-snapshot',
-            noOverlap: true,
-          }),
-        ]),
-  ];
+  if (snapshotSchedule !== false) {
+    const takeSnapshot = () => snapshot().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'capacity snapshot failed'));
+    jobs.push(cron.schedule(snapshotSchedule, takeSnapshot, { name: 'capacity-snapshot', noOverlap: true }));
+  }
   const port = await agents.start(opts.host, opts.port);
   log.info({ url: `${opts.host}:${port}`, port }, 'scheduler listening');
   return {

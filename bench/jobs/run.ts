@@ -9,11 +9,11 @@ import { percentile } from '../lib/stats.js';
 
 /**
  * Enqueue-to-start latency of background jobs on one Redis (issue 6): the gateway's real
- * `BackgroundJobs.enqueue` (one BullMQ add per job) at a fixed open-loop rate, consumed by a
- * BullMQ Workers built as `switchyard worker` builds them (`responseWorkers`) in one or two other
- * processes, capacity free (the processor returns at once). Rows with one fetch loop per process
- * show what the second loop (FETCH_LOOPS) buys; a Redis PING at the same rate from the same
- * producer is the floor (one round trip, no BullMQ). Times are epoch milliseconds with sub-millisecond resolution
+ * `BackgroundJobs.enqueue` (one BullMQ add per job) at a fixed open-loop rate, consumed by the
+ * BullMQ Workers `switchyard worker` builds (`responseWorkers`) in one or two other processes,
+ * capacity free (the processor returns at once). Rows with one fetch loop per process show what
+ * the second loop (FETCH_LOOPS) buys; a Redis PING at the same rate from the same producer is the
+ * floor (one round trip, no BullMQ). Times are epoch milliseconds with sub-millisecond resolution
  * (`performance.timeOrigin + performance.now()`) taken in the producer just before `enqueue` and
  * in the consumer as the processor starts. Each run enqueues for WARMUP_S + MEASURE_S seconds;
  * the first WARMUP_S seconds are reported apart (cold processes: JIT, first script loads, heap
@@ -27,6 +27,12 @@ const RUNS = 3;
 const CONSUMER = fileURLToPath(new URL('./consumer.js', import.meta.url));
 const now = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Until every job has started, or `timeoutMs` (a lost job then shows as started < enqueued). */
+async function untilStarted(started: () => number, total: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (started() < total && Date.now() < deadline) await sleep(20);
+}
 
 interface Run {
   readonly enqueued: number;
@@ -113,8 +119,7 @@ async function runAt(rate: number, consumers: number, loops: number, run: number
     enqueuedAt[i] = now();
     return jobs.enqueue(`job-${i}`);
   });
-  const deadline = Date.now() + 30_000;
-  while (started < total && Date.now() < deadline) await sleep(20);
+  await untilStarted(() => started, total, 30_000);
   await cleanUp(prefix, children, jobs);
   return split(rate, latency);
 }
@@ -132,8 +137,7 @@ async function drainRate(total: number): Promise<number> {
     lastAt = at;
     seen++;
   });
-  const deadline = Date.now() + 60_000;
-  while (seen < total && Date.now() < deadline) await sleep(20);
+  await untilStarted(() => seen, total, 60_000);
   await cleanUp(prefix, [child], jobs);
   return (seen / Math.max(1, lastAt - firstAt)) * 1000;
 }

@@ -220,7 +220,7 @@ export function inputItemsPage(r: StoredResponse, query: Record<string, unknown>
     if (name === 'after') from = at + 1;
     else to = at;
   }
-  const data = items.slice(from, Math.max(from, to)).slice(0, limit);
+  const data = items.slice(from, Math.max(from, Math.min(to, from + limit)));
   return {
     object: 'list',
     data,

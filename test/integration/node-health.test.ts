@@ -7,6 +7,7 @@ import { createLogger } from '../../core/logger.js';
 import { NodeHealth } from '../../gateway/upstream/node-health.js';
 import { UpstreamPools } from '../../gateway/upstream/upstream-pools.js';
 import { Fleet } from '../../scheduler/fleet.js';
+import { regionsYaml } from '../helpers/processes.js';
 
 /**
  * Active health checks against a real HTTP server standing in for a vLLM node's /health: rounds
@@ -28,17 +29,7 @@ beforeAll(async () => {
 afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
 function setup(healthFailures: number) {
-  const fleet = new Fleet(
-    parseRegions(`
-regions:
-  - id: r
-    residency: x
-    clusters:
-      - id: c
-        nodes:
-          - { id: n1, url: "http://127.0.0.1:${port}", engine: vllm, models: [m], capacity: { tokensPerSecond: 1000, maxSequences: 4 } }
-`),
-  );
+  const fleet = new Fleet(parseRegions(regionsYaml([{ id: 'r', nodes: [{ id: 'n1', url: `http://127.0.0.1:${port}` }] }])));
   const pools = new UpstreamPools(fleet, { connectTimeoutMs: 1000, firstByteTimeoutMs: 1000, idleTimeoutMs: 1000 });
   const health = new NodeHealth(
     fleet,

@@ -18,8 +18,8 @@ export interface ResponsesDeps {
 /**
  * OpenAI's Responses API (text subset): create (plain, streaming, background), retrieve, input
  * items, cancel, delete. Foreground responses run here, translated to chat completions;
- * background ones are queued for the region's workers. Responses belong to the tenant that created them: another
- * tenant's id is "not found".
+ * background ones are queued for the region's workers. Responses belong to the tenant that
+ * created them: another tenant's id is "not found".
  */
 export function responsesRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const r = deps.responses;
