@@ -90,7 +90,8 @@ export class CapacityGate {
   private syncTimer: NodeJS.Timeout | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
   private lastSnapshotAt = 0;
-  private syncing = false;
+  /** The ledger snapshot in flight, shared by everyone who needs the view refreshed meanwhile. */
+  private refreshing: Promise<void> | undefined;
 
   constructor(
     private readonly fleet: Fleet,
@@ -186,17 +187,32 @@ export class CapacityGate {
    * gateway was faster) the view is fresher and ranking runs once more.
    */
   private async tryPlace(req: AdmissionRequest, waitedMs: number): Promise<PlaceResult> {
-    for (let round = 0; round < 2; round++) {
+    let refreshed = false;
+    let reserveCalls = 0;
+    while (reserveCalls < 2) {
       const lastNode = req.affinityKey === undefined ? undefined : this.sessions.get(req.affinityKey);
       const ranking = this.policy.rank(
         { model: req.model, costTokens: req.costTokens, workTokens: req.workTokens, route: req.route, exclude: req.exclude, now: this.now(), affinityKey: req.affinityKey, lastNode },
         this.settings.candidates,
       );
       if (ranking.eligible === 0) return NO_NODE;
-      if (ranking.nodes.length === 0) return FULL;
+      if (ranking.nodes.length === 0) {
+        // "Full" on the local view may be old news: other gateways' releases reach this view only
+        // through snapshots, and an idle gateway takes one a second. Trusting it, a burst that
+        // follows a busy spell on another gateway would fill the queue and be refused while the
+        // nodes stand free. So a view older than one sync interval is refreshed (once, shared by
+        // everyone arriving meanwhile) before the request waits or is refused.
+        if (!refreshed && this.now() - this.lastSnapshotAt > this.settings.syncIntervalMs) {
+          refreshed = true;
+          await this.refreshView();
+          continue;
+        }
+        return FULL;
+      }
       const leaseId = `${this.leasePrefix}:${++this.leaseCounter}`;
       const horizon = this.policy.options.horizonSeconds;
       const candidates: LedgerNode[] = ranking.nodes.map((n) => ({ id: n.id, maxSequences: n.spec.maxSequences, tokenBudget: n.tokenBudget(horizon) }));
+      reserveCalls++;
       const outcome = await this.ledger.reserve(leaseId, req.workTokens, candidates);
       for (let i = 0; i < ranking.nodes.length; i++) {
         (ranking.nodes[i] as NodeState).setReserved(outcome.sequences[i] ?? 0, outcome.tokens[i] ?? 0);
@@ -279,12 +295,24 @@ export class CapacityGate {
    */
   private async sync(force: boolean): Promise<void> {
     const busy = this.waiting > 0;
-    const now = this.now();
-    if (this.syncing || (!force && !busy && now - this.lastSnapshotAt < 1000)) return;
-    this.syncing = true;
+    if (!force && !busy && this.now() - this.lastSnapshotAt < 1000) return;
+    await this.refreshView();
+    this.pumpAll();
+  }
+
+  /** Reads every node's totals from the ledger into the local view; concurrent callers share one read. */
+  private refreshView(): Promise<void> {
+    this.refreshing ??= this.readLedger().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async readLedger(): Promise<void> {
+    const startedAt = this.now();
     try {
       const totals = await this.ledger.snapshot();
-      this.lastSnapshotAt = now;
+      this.lastSnapshotAt = startedAt;
       const seen = new Set<string>();
       for (const t of totals) {
         const node = this.fleet.nodes.get(t.nodeId);
@@ -295,10 +323,7 @@ export class CapacityGate {
       for (const node of this.fleet.nodes.values()) if (!seen.has(node.id)) node.setReserved(0, 0);
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'ledger snapshot failed');
-    } finally {
-      this.syncing = false;
     }
-    this.pumpAll();
   }
 
   private async renewLeases(): Promise<void> {

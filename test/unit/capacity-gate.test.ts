@@ -25,15 +25,16 @@ afterEach(() => {
   for (const g of gates.splice(0)) g.stop();
 });
 
-function setup(queueMax = 100) {
+function setup(queueMax = 100, ledger = new MemoryLedger(), now: () => number = Date.now) {
   const fleet = new Fleet(parseRegions(YAML));
   const gate = new CapacityGate(
     fleet,
-    new MemoryLedger(),
+    ledger,
     new ExpectedCompletionPolicy({ horizonSeconds: 30, affinitySlack: 2 }),
     { queueMax, syncIntervalMs: 10_000, candidates: 3, sessionMemory: 100 },
     new CapacityMetrics(new Registry(), fleet, 30),
     createLogger({ level: 'silent', name: 'test' }),
+    now,
   );
   gates.push(gate);
   const req = (over: Partial<AdmissionRequest> = {}): AdmissionRequest => ({
@@ -111,5 +112,27 @@ describe('CapacityGate', () => {
     const { fleet, gate, req } = setup();
     (fleet.nodes.get('n1') as { healthy: boolean }).healthy = false;
     await expect(gate.acquire(req())).rejects.toMatchObject({ code: 'no_healthy_node' });
+  });
+
+  it('a view that says "full" is checked against the ledger once it is older than a sync interval', async () => {
+    // Two gateways (each its own fleet view) on one ledger; B's clock is driven by hand.
+    const ledger = new MemoryLedger();
+    let clock = Date.now();
+    const a = setup(100, ledger);
+    const b = setup(0, ledger, () => clock);
+    const held = [await a.gate.acquire(a.req()), await a.gate.acquire(a.req())];
+    // B learns that the node is full (its queue holds nobody, so it refuses).
+    await expect(b.gate.acquire(b.req())).rejects.toMatchObject({ code: 'no_capacity' });
+    for (const h of held) h.release();
+    await tick();
+    // Within the sync interval B trusts its view: still refused, the ledger is not asked.
+    clock += 5_000;
+    await expect(b.gate.acquire(b.req())).rejects.toMatchObject({ code: 'no_capacity' });
+    // Past it, B reads the ledger before refusing and finds the slots A gave back.
+    clock += 5_001;
+    const granted = await b.gate.acquire(b.req());
+    expect(granted.node.id).toBe('n1');
+    expect(granted.waitedMs).toBe(0);
+    granted.release();
   });
 });
