@@ -143,6 +143,9 @@ describe('token-capacity scheduling', () => {
 
   it('a full queue answers 503 at once', async () => {
     // gw2 holds at most 20 waiting requests per model; 12 run, 20 wait, the rest are refused.
+    // That count needs gw2 to start from free nodes: its view may still hold the last test's
+    // flood on gw1 (views trust "full" for one sync interval), so wait until it sees them free.
+    await eventually(async () => (await metric(gw2, 'switchyard_node_reserved_sequences')) === 0, 10_000, 'gw2 to see the nodes free');
     const client = sdk(gw2, keys['flood'] as string);
     const started = Date.now();
     const results = await Promise.allSettled(Array.from({ length: 100 }, () => ask(client, 200)));
