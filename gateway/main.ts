@@ -18,6 +18,7 @@ import { buildApp } from './app.js';
 import { UpstreamStack } from './upstream-stack.js';
 import type { ResponseStore } from '../core/storage/response-store.js';
 import { BackgroundJobs } from './responses/background-jobs.js';
+import { ResponseEventLog } from './responses/response-event-log.js';
 import { ConversationArchiver } from './responses/conversation-archiver.js';
 import { ResponseRunner } from './responses/response-runner.js';
 
@@ -106,6 +107,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     settings.redisUrl === undefined
       ? undefined
       : new BackgroundJobs({ redisUrl: settings.redisUrl, redisPrefix: settings.redisPrefix, region: region.id, attempts: settings.jobAttempts });
+  const events = settings.redisUrl === undefined ? undefined : new ResponseEventLog(settings.redisUrl, settings.redisPrefix);
   // Without Redis the responses live in this process's memory: this process archives them too.
   const archiver =
     settings.redisUrl === undefined ? new ConversationArchiver(services.responses, settings.conversationIdleMs, log.child({ module: 'archiver' })) : undefined;
@@ -121,7 +123,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       registry,
       accounting,
       costs: stack.costs,
-      responses: { store: services.responses, runner: new ResponseRunner(stack, services.responses, settings), jobs },
+      responses: { store: services.responses, runner: new ResponseRunner(stack, services.responses, settings), jobs, events },
       keyCache,
       admin:
         settings.adminToken === undefined
@@ -160,6 +162,8 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     close: () =>
       (closing ??= (async () => {
         accepting = false;
+        // Clients following background responses resume on another replica (starting_after).
+        events?.release();
         stack.stopBackground();
         await archiver?.stop();
         keyCache?.stop();
@@ -184,6 +188,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           clearInterval(sweep);
           await pools.close(0);
           await jobs?.close();
+          await events?.close();
         }
         log.info('gateway stopped');
       })()),

@@ -30,6 +30,11 @@ export interface StoredResponse {
   readonly error: { readonly code: string; readonly message: string } | null;
   readonly incompleteReason: string | null;
   readonly background: boolean;
+  /**
+   * A background response created with `stream: true`: its events are logged while it runs, so
+   * clients can stream it and resume (`GET /v1/responses/{id}?stream=true`). (Absent from older records.)
+   */
+  readonly streamed?: boolean | undefined;
   /** false: kept only while the request runs, never written anywhere. */
   readonly store: boolean;
   readonly metadata: Readonly<Record<string, string>>;

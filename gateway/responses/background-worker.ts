@@ -6,7 +6,10 @@ import { TERMINAL_STATUSES, type ResponseStore } from '../../core/storage/respon
 import type { UsageBuffer } from '../../core/storage/usage-buffer.js';
 import type { RegionRoute } from '../../scheduler/fleet.js';
 import { cancelChannel, responseWorkers, type ResponseJobData } from './background-jobs.js';
-import type { ResponseRunner } from './response-runner.js';
+import { LoggedEventSink, ResponseEventLog } from './response-event-log.js';
+import { ResponseEventWriter } from './response-events.js';
+import type { ResponseRunner, RunResult } from './response-runner.js';
+import { toResponseObject } from './translate.js';
 
 export interface BackgroundWorkerOptions {
   readonly redisUrl: string;
@@ -37,9 +40,11 @@ export class BackgroundWorker {
   private readonly connection: Redis;
   private readonly subscriber: Redis;
   private readonly workers: Worker<ResponseJobData, string>[];
+  private readonly events: ResponseEventLog;
 
   constructor(private readonly opts: BackgroundWorkerOptions) {
     this.connection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+    this.events = new ResponseEventLog(opts.redisUrl, opts.redisPrefix);
     this.subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
     this.workers = responseWorkers({ ...opts, connection: this.connection }, (job, _token, signal) => this.process(job, signal));
     for (const worker of this.workers) worker.on('error', (err) => opts.log.warn({ err: err.message }, 'background worker error'));
@@ -63,8 +68,29 @@ export class BackgroundWorker {
     if (running === undefined) return 'skipped';
     const abort = signal ?? new AbortController().signal;
     const started = Date.now();
+    // A response created with `stream: true` logs its events as it runs (see ResponseEventLog).
+    let events: { writer: ResponseEventWriter; sink: LoggedEventSink } | undefined;
     try {
-      const result = await runner.complete(running, this.opts.route, `job_${id}`, abort);
+      let result: RunResult;
+      if (running.streamed) {
+        const run = Date.now(); // tells this run's events from an earlier run's
+        const sink = new LoggedEventSink(this.events, id, run);
+        const writer = new ResponseEventWriter(sink, await this.events.beginRun(id, run));
+        events = { writer, sink };
+        result = await runner.stream(
+          running,
+          this.opts.route,
+          `job_${id}`,
+          abort,
+          () => {
+            writer.inProgress(toResponseObject(running));
+            writer.textStarted(running.messageId);
+          },
+          (text) => writer.delta(running.messageId, text),
+        );
+      } else {
+        result = await runner.complete(running, this.opts.route, `job_${id}`, abort);
+      }
       const done = await store.transition(id, ['in_progress'], {
         status: result.finishReason === 'length' ? 'incomplete' : 'completed',
         incompleteReason: result.finishReason === 'length' ? 'max_output_tokens' : null,
@@ -88,6 +114,11 @@ export class BackgroundWorker {
         errorCode: null,
         createdAt: new Date(),
       });
+      if (events !== undefined && done !== undefined) {
+        events.writer.textDone(running.messageId, result.text);
+        events.writer.finished(toResponseObject(done));
+        await events.sink.flush();
+      }
       return done === undefined ? 'superseded' : done.status;
     } catch (error) {
       if (abort.aborted) throw new UnrecoverableError('cancelled');
@@ -96,10 +127,14 @@ export class BackgroundWorker {
       const last = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log.warn({ responseId: id, attempt: job.attemptsMade + 1, err: (error as Error).message, retryable }, 'background response attempt failed');
       if (retryable && !last) throw error;
-      await store.transition(id, ['in_progress'], {
+      const failed = await store.transition(id, ['in_progress'], {
         status: 'failed',
         error: { code: err?.code ?? 'server_error', message: (error as Error).message },
       });
+      if (events !== undefined && failed !== undefined) {
+        events.writer.failed(toResponseObject(failed), err?.code ?? 'server_error', (error as Error).message);
+        await events.sink.flush().catch((e: unknown) => log.warn({ responseId: id, err: (e as Error).message }, 'could not log the failure event'));
+      }
       throw new UnrecoverableError((error as Error).message);
     }
   }
@@ -107,6 +142,7 @@ export class BackgroundWorker {
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.close()));
     await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+    await this.events.close();
     await this.connection.quit().catch(() => this.connection.disconnect());
   }
 }

@@ -1,23 +1,51 @@
 import type { ServerResponse } from 'node:http';
 
+/** Where a writer's events go: a client's HTTP response, or a background response's event log. */
+export interface EventSink {
+  event(frame: string, type: string, sequence: number): void;
+}
+
+/** The sink that writes each event straight to a client. */
+export function toClient(res: ServerResponse): EventSink {
+  return {
+    event(frame) {
+      res.write(frame);
+    },
+  };
+}
+
 /**
  * Writes the Responses API's server-sent events in the order the official SDKs expect:
- * response.created, response.in_progress, response.output_item.added, response.content_part.added,
- * response.output_text.delta…, response.output_text.done, response.content_part.done,
- * response.output_item.done, then response.completed (or response.incomplete); on failure an
- * `error` event and response.failed. Every event carries `type` and a `sequence_number`.
+ * response.created (and response.queued for a background response), response.in_progress,
+ * response.output_item.added, response.content_part.added, response.output_text.delta…,
+ * response.output_text.done, response.content_part.done, response.output_item.done, then
+ * response.completed (or response.incomplete); on failure an `error` event and response.failed.
+ * Every event carries `type` and a `sequence_number`, counted from the one given (a background run continues its log).
  */
 export class ResponseEventWriter {
-  private sequence = 0;
-
-  constructor(private readonly res: ServerResponse) {}
+  constructor(
+    private readonly sink: EventSink,
+    private sequence = 0,
+  ) {}
 
   private send(type: string, payload: Record<string, unknown>): void {
-    this.res.write(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.sequence++, ...payload })}\n\n`);
+    const sequence = this.sequence++;
+    this.sink.event(`event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: sequence, ...payload })}\n\n`, type, sequence);
   }
 
+  /** A foreground response: created and running at once. */
   started(response: Record<string, unknown>): void {
     this.send('response.created', { response });
+    this.inProgress(response);
+  }
+
+  /** A background response, accepted and waiting for a worker. */
+  queued(response: Record<string, unknown>): void {
+    this.send('response.created', { response });
+    this.send('response.queued', { response });
+  }
+
+  inProgress(response: Record<string, unknown>): void {
     this.send('response.in_progress', { response });
   }
 

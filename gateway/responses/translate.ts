@@ -100,7 +100,6 @@ export function parseResponsesRequest(raw: unknown): ResponsesRequest {
   const store = bool(body, 'store', true);
   const stream = bool(body, 'stream', false);
   if (background && !store) throw invalid("A background response must be stored: 'background': true needs 'store' true.", 'store');
-  if (background && stream) throw invalid("'stream' with 'background' is not supported here: poll GET /v1/responses/{id} instead.", 'stream');
   const cacheKey = body['prompt_cache_key'];
   if (cacheKey !== undefined && cacheKey !== null && typeof cacheKey !== 'string') throw invalid("'prompt_cache_key' must be a string.", 'prompt_cache_key');
   return {

@@ -127,6 +127,53 @@ describe('Responses API', () => {
     expect(done.output_text).toBe('in the background');
   });
 
+  it('background with stream: the events as a worker writes them; a client that drops out resumes with starting_after', async () => {
+    // 600 echoed words at 200 tokens/s: 3 s on the worker, so the client leaves mid-way.
+    const words = 600;
+    const stream = await client.responses.create({ model: 'slow-model', input: longEcho(words), max_output_tokens: words + 10, background: true, stream: true });
+    const types: string[] = [];
+    let id = '';
+    let text = '';
+    let last = -1;
+    for await (const event of stream) {
+      expect(event.sequence_number).toBe(last + 1);
+      last = event.sequence_number;
+      types.push(event.type);
+      if (event.type === 'response.created') {
+        id = event.response.id;
+        expect(event.response.status).toBe('queued');
+      }
+      if (event.type === 'response.output_text.delta') text += event.delta;
+      if (types.filter((t) => t === 'response.output_text.delta').length === 20) break;
+    }
+    expect(types.slice(0, 5)).toEqual(['response.created', 'response.queued', 'response.in_progress', 'response.output_item.added', 'response.content_part.added']);
+    // Leaving the stream leaves the response running on the worker.
+    expect((await client.responses.retrieve(id)).status).toBe('in_progress');
+    const resumed = await client.responses.retrieve(id, { stream: true, starting_after: last });
+    let final: Response | undefined;
+    for await (const event of resumed) {
+      expect(event.sequence_number).toBe(last + 1);
+      last = event.sequence_number;
+      types.push(event.type);
+      if (event.type === 'response.output_text.delta') text += event.delta;
+      if (event.type === 'response.completed') final = event.response;
+    }
+    expect(types.slice(-4)).toEqual(['response.output_text.done', 'response.content_part.done', 'response.output_item.done', 'response.completed']);
+    expect(text.trim().split(' ').length).toBe(words);
+    expect((final?.output[0] as { content: Array<{ text: string }> } | undefined)?.content[0]?.text).toBe(text);
+    expect((await client.responses.retrieve(id)).output_text).toBe(text);
+    // A finished response replays whole; one created without stream: true cannot be streamed.
+    const replay: number[] = [];
+    for await (const event of await client.responses.retrieve(id, { stream: true })) replay.push(event.sequence_number);
+    expect(replay).toEqual(Array.from({ length: last + 1 }, (_, i) => i));
+    const plain = await client.responses.create({ model: 'sim-small', input: 'x', background: true });
+    await expect(client.responses.retrieve(plain.id, { stream: true })).rejects.toMatchObject({ status: 400, param: 'stream' });
+    await expect(client.responses.retrieve(id, { stream: true, starting_after: -1 })).rejects.toMatchObject({ status: 400, param: 'starting_after' });
+    // Deleting the response deletes its events.
+    await client.responses.delete(id);
+    expect(await redis.exists(`${prefix}resp:events:${id}`)).toBe(0);
+  }, 30_000);
+
   it('a three-turn conversation: later turns see the earlier ones, also after the conversation was archived to Postgres', async () => {
     const t1 = await client.responses.create({ model: 'sim-small', input: 'echo: alpha' });
     const t2 = await client.responses.create({ model: 'sim-small', input: 'echo: beta', previous_response_id: t1.id });
@@ -191,14 +238,36 @@ describe('Responses API', () => {
     // The only worker running the job is a fresh one; the suite's worker steps aside first.
     await worker.stop();
     const doomed = await track(startWorker());
-    // 1,000 words at 200 tokens/s: 5 s per run.
-    const r = await client.responses.create({ model: 'slow-model', input: longEcho(1000), max_output_tokens: 1100, background: true });
-    await eventually(async () => (await client.responses.retrieve(r.id)).status === 'in_progress', 10_000, 'the job to start');
+    // 1,000 words at 200 tokens/s: 5 s per run. Streamed, with a client following it.
+    const stream = await client.responses.create({ model: 'slow-model', input: longEcho(1000), max_output_tokens: 1100, background: true, stream: true });
+    const seen: string[] = [];
+    const r = { id: '' };
+    const following = (async () => {
+      for await (const event of stream) {
+        if (event.type === 'response.created') r.id = event.response.id;
+        seen.push(event.type === 'error' ? `error:${event.code ?? ''}` : event.type);
+      }
+    })();
+    await eventually(() => Promise.resolve(seen.includes('response.output_text.delta')), 10_000, 'the job to stream');
     doomed.proc.kill('SIGKILL');
     worker = await track(startWorker());
     const done = await settled(r.id, 60_000);
     expect(done.status).toBe('completed');
     expect(done.output_text?.split(' ').length).toBe(1000);
+    // The follower had the first run's text: told it started over, not given two runs stitched.
+    await following;
+    expect(seen.at(-1)).toBe('error:stream_interrupted');
+    expect(seen).not.toContain('response.completed');
+    // Streamed again, it is the second run's events alone, whole.
+    let text = '';
+    const types: string[] = [];
+    for await (const event of await client.responses.retrieve(r.id, { stream: true })) {
+      types.push(event.type);
+      if (event.type === 'response.output_text.delta') text += event.delta;
+    }
+    expect(types.filter((t) => t === 'response.in_progress')).toHaveLength(1);
+    expect(types.at(-1)).toBe('response.completed');
+    expect(text).toBe(done.output_text);
     // One usage record for the response, written by the worker that finished it.
     await eventually(
       async () => Number((await query<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".usage_records WHERE request_id = $1`, [r.id]))[0]?.n) === 1,
@@ -246,7 +315,7 @@ describe('Responses API', () => {
     expect(err).toBeInstanceOf(APIError);
     expect(err).toMatchObject({ status: 400, param: 'tools' });
     await expect(client.responses.create({ model: 'sim-small', input: 'x', previous_response_id: 'resp_nope' })).rejects.toMatchObject({ status: 404 });
-    await expect(client.responses.create({ model: 'sim-small', input: 'x', background: true, stream: true })).rejects.toMatchObject({ status: 400 });
+    await expect(client.responses.create({ model: 'sim-small', input: 'x', background: true, stream: true, store: false })).rejects.toMatchObject({ status: 400, param: 'store' });
   });
 
   it('inputItems.list: the request input, paged by the SDK through the after cursor', async () => {

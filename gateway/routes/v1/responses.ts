@@ -1,10 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
-import type { ResponseStore, StoredResponse } from '../../../core/storage/response-store.js';
+import { TERMINAL_STATUSES, type ResponseStore, type StoredResponse } from '../../../core/storage/response-store.js';
 import type { GatewayDeps } from '../../gateway-deps.js';
 import type { CallContext } from '../../request-context.js';
 import type { BackgroundJobs } from '../../responses/background-jobs.js';
-import { ResponseEventWriter } from '../../responses/response-events.js';
+import { LoggedEventSink, type ResponseEventLog } from '../../responses/response-event-log.js';
+import { ResponseEventWriter, toClient } from '../../responses/response-events.js';
 import type { ResponseRunner, RunResult } from '../../responses/response-runner.js';
 import { inputItemsPage, newMessageId, newResponseId, parseResponsesRequest, toResponseObject } from '../../responses/translate.js';
 
@@ -13,6 +14,8 @@ export interface ResponsesDeps {
   readonly runner: ResponseRunner;
   /** Present with Redis: background responses are BullMQ jobs run by `switchyard worker`. */
   readonly jobs: BackgroundJobs | undefined;
+  /** Present with Redis: the events of streamed background responses. */
+  readonly events: ResponseEventLog | undefined;
 }
 
 /**
@@ -24,7 +27,19 @@ export interface ResponsesDeps {
 export function responsesRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const r = deps.responses;
   app.post('/v1/responses', (request, reply) => create(deps, r, request, reply));
-  app.get('/v1/responses/:id', async (request) => toResponseObject(await owned(r.store, request)));
+  app.get('/v1/responses/:id', async (request, reply) => {
+    const found = await owned(r.store, request);
+    const query = request.query as Record<string, unknown>;
+    if (query['stream'] !== 'true') return toResponseObject(found);
+    if (!found.streamed || r.events === undefined) {
+      throw new SwitchyardError(ErrorCode.InvalidRequest, 'Only background responses created with `stream: true` can be streamed again.', { param: 'stream' });
+    }
+    const after = query['starting_after'] === undefined ? -1 : Number(query['starting_after']);
+    if (!Number.isInteger(after) || (query['starting_after'] !== undefined && after < 0)) {
+      throw new SwitchyardError(ErrorCode.InvalidRequest, "'starting_after' must be a sequence number (an integer ≥ 0).", { param: 'starting_after' });
+    }
+    return followLog(deps, r, found, request, reply, after);
+  });
   app.get('/v1/responses/:id/input_items', async (request) => inputItemsPage(await owned(r.store, request), request.query as Record<string, unknown>));
   app.post('/v1/responses/:id/cancel', async (request) => {
     const current = await owned(r.store, request);
@@ -44,6 +59,7 @@ export function responsesRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     const current = await owned(r.store, request);
     await r.jobs?.cancel(current.id);
     await r.store.delete(current.id);
+    if (current.streamed) await r.events?.drop(current.id);
     return { id: current.id, object: 'response.deleted', deleted: true };
   });
 }
@@ -104,6 +120,7 @@ async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyReque
     error: null,
     incompleteReason: null,
     background: body.background,
+    streamed: body.background && body.stream,
     store: body.store,
     metadata: body.metadata,
     promptCacheKey,
@@ -119,8 +136,14 @@ async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyReque
 
   if (body.background) {
     await r.store.put(record);
+    if (record.streamed) {
+      // The log starts before the job exists, so a follower never waits on an empty one.
+      const sink = new LoggedEventSink(r.events as ResponseEventLog, id, 0);
+      new ResponseEventWriter(sink).queued(toResponseObject(record));
+      await sink.flush();
+    }
     await (r.jobs as BackgroundJobs).enqueue(id);
-    return toResponseObject(record);
+    return record.streamed ? followLog(deps, r, record, request, reply, -1) : toResponseObject(record);
   }
   if (body.store) await r.store.put(record);
   const abort = new AbortController();
@@ -189,7 +212,7 @@ async function stream(
           'cache-control': 'no-cache',
           connection: 'keep-alive',
         });
-        events = new ResponseEventWriter(reply.raw);
+        events = new ResponseEventWriter(toClient(reply.raw));
         events.started(toResponseObject(record));
         events.textStarted(record.messageId);
       },
@@ -215,4 +238,54 @@ async function stream(
   // Hijacked replies skip Fastify's onResponse hook: account for them here.
   deps.recordResponse('/v1/responses', status, reply.elapsedTime, call);
   deps.accounting.finish(request, status, reply.elapsedTime);
+}
+
+/**
+ * Streams a background response from its event log: the events after `startingAfter`, then new
+ * ones as the worker writes them, until the response ends (or is cancelled or deleted) or the
+ * client goes away. Closing this stream leaves the response running; it can be resumed.
+ */
+async function followLog(deps: GatewayDeps, r: ResponsesDeps, record: StoredResponse, request: FastifyRequest, reply: FastifyReply, startingAfter: number): Promise<void> {
+  const closed = new AbortController();
+  reply.raw.once('close', () => closed.abort());
+  reply.hijack();
+  reply.raw.writeHead(200, {
+    ...(reply.getHeaders() as Record<string, string>),
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+  });
+  let lastSequence = startingAfter;
+  let settledChecks = 0;
+  const end = await (r.events as ResponseEventLog).follow(record.id, {
+    startingAfter,
+    signal: closed.signal,
+    onEvent: (e) => {
+      lastSequence = e.sequence;
+      reply.raw.write(e.frame);
+    },
+    // Cancelled or deleted: nothing more will come. Finished: its last events follow the status
+    // change within moments; a few quiet checks later (a worker that died in between) stop.
+    isSettled: async () => {
+      const now = await r.store.get(record.id);
+      if (now === undefined || now.status === 'cancelled') return true;
+      return TERMINAL_STATUSES.includes(now.status) && ++settledChecks >= 3;
+    },
+  }).catch((error: unknown) => {
+    request.log.warn({ err: (error as Error).message, responseId: record.id }, 'following a response\'s events failed');
+    return 'failed' as const;
+  });
+  const interrupted = {
+    restarted: 'The worker running this response was replaced and the response started over; retrieve it when it completes.',
+    released: `The gateway is shutting down; resume with GET /v1/responses/${record.id}?stream=true&starting_after=${lastSequence}.`,
+    failed: "The response's events could not be read; retrieve it when it completes.",
+  } as const;
+  if (end === 'restarted' || end === 'released' || end === 'failed') {
+    const message = interrupted[end];
+    const sequence = lastSequence + 1;
+    reply.raw.write(`event: error\ndata: ${JSON.stringify({ type: 'error', sequence_number: sequence, code: 'stream_interrupted', message, param: null })}\n\n`);
+  }
+  reply.raw.end();
+  deps.recordResponse(request.routeOptions.url ?? '/v1/responses', 200, reply.elapsedTime, request.call);
+  deps.accounting.finish(request, 200, reply.elapsedTime);
 }

@@ -1,0 +1,235 @@
+import { Redis } from 'ioredis';
+import type { EventSink } from './response-events.js';
+
+/** Types that end a response's event stream. */
+const TERMINAL_EVENTS = new Set(['response.completed', 'response.incomplete', 'response.failed']);
+/** A log outlives its response by this long: enough to resume a stream, not to keep it. */
+const LOG_TTL_MS = 60 * 60 * 1000;
+/** Entries read per XRANGE while catching up. */
+const READ_BATCH = 512;
+/** How often a follower checks on its own, for a notification lost (pub/sub is at most once). */
+const RECHECK_MS = 1000;
+
+/** One logged event: the SSE frame as written to clients, its type and sequence number. */
+export interface LoggedEvent {
+  readonly frame: string;
+  readonly type: string;
+  readonly sequence: number;
+  /** The run that wrote it: 0 the gateway (created, queued), then the job's attempt number + 1. */
+  readonly run: number;
+}
+
+export type FollowEnd = 'finished' | 'stopped' | 'closed' | 'restarted' | 'released';
+
+export interface FollowOptions {
+  readonly startingAfter: number;
+  readonly signal: AbortSignal;
+  /** Asked when nothing new arrived for a while: true once the response can log nothing more. */
+  readonly isSettled: () => Promise<boolean>;
+  readonly onEvent: (event: LoggedEvent) => void;
+}
+
+/**
+ * The events of background responses created with `stream: true`, so that a client can watch one
+ * run on a worker and resume after a disconnect (`GET /v1/responses/{id}?stream=true&
+ * starting_after=N`), like OpenAI's background streaming. Each response has a Redis stream of
+ * its SSE frames (the gateway writes `response.created` and `response.queued`, the worker the
+ * rest) and writers announce new frames on one channel; followers read with XRANGE from where
+ * they are, so a notification that arrives early, late or twice changes nothing.
+ *
+ * A job run again (stalled worker, retry) first deletes the frames of the run before it: a client
+ * that had already received some of those gets its stream ended with an `error` event rather
+ * than two runs' text stitched together (`restarted`); the final response is in `retrieve`.
+ */
+export class ResponseEventLog {
+  private readonly redis: Redis;
+  private subscriber: Redis | undefined;
+  private subscribed: Promise<void> | undefined;
+  private readonly waiting = new Map<string, Set<() => void>>();
+  private released = false;
+
+  constructor(
+    redisUrl: string,
+    private readonly prefix: string,
+  ) {
+    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+  }
+
+  private key(id: string): string {
+    return `${this.prefix}resp:events:${id}`;
+  }
+
+  private get channel(): string {
+    return `${this.prefix}resp:events`;
+  }
+
+  /** Appends frames in order; resolves once they are in Redis and announced. */
+  async append(id: string, run: number, events: readonly { frame: string; type: string; sequence: number }[]): Promise<void> {
+    if (events.length === 0) return;
+    const key = this.key(id);
+    const tx = this.redis.multi();
+    for (const e of events) tx.xadd(key, '*', 'r', run, 's', e.sequence, 't', e.type, 'f', e.frame);
+    tx.pexpire(key, LOG_TTL_MS);
+    tx.publish(this.channel, id);
+    await tx.exec();
+  }
+
+  /** Deletes a response's events (the response was deleted). */
+  async drop(id: string): Promise<void> {
+    await this.redis.del(this.key(id));
+  }
+
+  /**
+   * Starts run `run`: drops the frames of earlier job runs (the gateway's run 0 stays) and returns
+   * the sequence number the run's first event takes.
+   */
+  async beginRun(id: string, run: number): Promise<number> {
+    const entries = await this.redis.xrange(this.key(id), '-', '+');
+    const stale: string[] = [];
+    let next = 0;
+    for (const [entryId, fields] of entries) {
+      const e = parseEntry(fields);
+      if (e.run !== 0 && e.run !== run) stale.push(entryId);
+      else next = Math.max(next, e.sequence + 1);
+    }
+    if (stale.length > 0) await this.redis.xdel(this.key(id), ...stale);
+    return next;
+  }
+
+  /**
+   * Sends the response's logged events after `startingAfter`, then new ones as they are written,
+   * until a terminal event, `isSettled`, the signal, or a restarted run ends it.
+   */
+  async follow(id: string, opts: FollowOptions): Promise<FollowEnd> {
+    const wakeUps = this.waiting.get(id) ?? new Set<() => void>();
+    this.waiting.set(id, wakeUps);
+    let wake: () => void = () => undefined;
+    const onWake = (): void => wake();
+    wakeUps.add(onWake);
+    const onAbort = (): void => wake();
+    opts.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await this.subscribe();
+      let cursor = '-';
+      let run = -1;
+      let sentAny = false;
+      for (;;) {
+        // Registered before reading, so a frame written during the read still wakes us.
+        const woken = new Promise<void>((resolve) => (wake = resolve));
+        let readSome = false;
+        for (;;) {
+          const entries = await this.redis.xrange(this.key(id), cursor === '-' ? '-' : `(${cursor}`, '+', 'COUNT', READ_BATCH);
+          for (const [entryId, fields] of entries) {
+            cursor = entryId;
+            const e = parseEntry(fields);
+            if (e.run !== 0 && run > 0 && e.run !== run && sentAny) return 'restarted';
+            if (e.run !== 0) run = e.run;
+            if (e.sequence <= opts.startingAfter) continue;
+            if (opts.signal.aborted) return 'closed';
+            opts.onEvent(e);
+            sentAny ||= e.run !== 0;
+            if (TERMINAL_EVENTS.has(e.type)) return 'finished';
+          }
+          readSome ||= entries.length > 0;
+          if (entries.length < READ_BATCH) break;
+        }
+        if (opts.signal.aborted) return 'closed';
+        if (this.released) return 'released';
+        if (!readSome && (await opts.isSettled())) return 'stopped';
+        const timer = setTimeout(onWake, RECHECK_MS);
+        await woken;
+        clearTimeout(timer);
+      }
+    } finally {
+      opts.signal.removeEventListener('abort', onAbort);
+      wakeUps.delete(onWake);
+      if (wakeUps.size === 0) this.waiting.delete(id);
+    }
+  }
+
+  /** One subscription per process, opened by the first follower. */
+  private subscribe(): Promise<void> {
+    if (this.subscribed !== undefined) return this.subscribed;
+    const sub = this.redis.duplicate();
+    this.subscriber = sub;
+    sub.on('message', (_channel: string, id: string) => {
+      for (const wake of this.waiting.get(id) ?? []) wake();
+    });
+    this.subscribed = sub.subscribe(this.channel).then(() => undefined);
+    return this.subscribed;
+  }
+
+  /** Ends every follow (`released`): the process is shutting down; clients resume elsewhere. */
+  release(): void {
+    this.released = true;
+    for (const wakeUps of this.waiting.values()) for (const wake of wakeUps) wake();
+  }
+
+  async close(): Promise<void> {
+    this.release();
+    await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
+    await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+/** Buffers a run's frames and appends them in order, one Redis round trip per event-loop turn. */
+export class LoggedEventSink implements EventSink {
+  private pending: { frame: string; type: string; sequence: number }[] = [];
+  private flushing: Promise<void> = Promise.resolve();
+  private scheduled = false;
+  private failure: Error | undefined;
+
+  constructor(
+    private readonly log: ResponseEventLog,
+    private readonly id: string,
+    private readonly run: number,
+  ) {}
+
+  event(frame: string, type: string, sequence: number): void {
+    this.pending.push({ frame, type, sequence });
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      const batch = this.pending;
+      this.pending = [];
+      this.flushing = this.flushing.then(() =>
+        this.log.append(this.id, this.run, batch).catch((err: unknown) => {
+          this.failure ??= err as Error;
+        }),
+      );
+    });
+  }
+
+  /** Resolves once every frame given so far is in the log; rejects if an append failed. */
+  async flush(): Promise<void> {
+    while (this.scheduled || this.pending.length > 0) await new Promise((r) => setImmediate(r));
+    await this.flushing;
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
+
+function parseEntry(fields: string[]): LoggedEvent {
+  let frame = '';
+  let type = '';
+  let sequence = -1;
+  let run = 0;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const v = fields[i + 1] as string;
+    switch (fields[i]) {
+      case 'f':
+        frame = v;
+        break;
+      case 't':
+        type = v;
+        break;
+      case 's':
+        sequence = Number(v);
+        break;
+      case 'r':
+        run = Number(v);
+        break;
+    }
+  }
+  return { frame, type, sequence, run };
+}
