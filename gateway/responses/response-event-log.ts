@@ -155,7 +155,16 @@ export class ResponseEventLog {
     sub.on('message', (_channel: string, id: string) => {
       for (const wake of this.waiting.get(id) ?? []) wake();
     });
-    this.subscribed = sub.subscribe(this.channel).then(() => undefined);
+    this.subscribed = sub.subscribe(this.channel).then(
+      () => undefined,
+      (err: unknown) => {
+        // Not cached: the next follower tries again.
+        this.subscribed = undefined;
+        this.subscriber = undefined;
+        sub.disconnect();
+        throw err;
+      },
+    );
     return this.subscribed;
   }
 
