@@ -117,7 +117,8 @@ export class BackgroundWorker {
       if (events !== undefined && done !== undefined) {
         events.writer.textDone(running.messageId, result.text);
         events.writer.finished(toResponseObject(done));
-        await events.sink.flush();
+        // The response is complete either way: a log that could not be written is not a job failure.
+        await events.sink.flush().catch((e: unknown) => log.warn({ responseId: id, err: (e as Error).message }, 'could not log the final events'));
       }
       return done === undefined ? 'superseded' : done.status;
     } catch (error) {

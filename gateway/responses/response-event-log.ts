@@ -15,7 +15,7 @@ export interface LoggedEvent {
   readonly frame: string;
   readonly type: string;
   readonly sequence: number;
-  /** The run that wrote it: 0 the gateway (created, queued), then the job's attempt number + 1. */
+  /** The run that wrote it: 0 the gateway (created, queued), else the worker run's id (its start time, ms). */
   readonly run: number;
 }
 
@@ -93,6 +93,8 @@ export class ResponseEventLog {
       else next = Math.max(next, e.sequence + 1);
     }
     if (stale.length > 0) await this.redis.xdel(this.key(id), ...stale);
+    // A job that waited long in the queue: its log lives an hour from when it starts running.
+    await this.redis.pexpire(this.key(id), LOG_TTL_MS);
     return next;
   }
 

@@ -248,6 +248,8 @@ async function stream(
 async function followLog(deps: GatewayDeps, r: ResponsesDeps, record: StoredResponse, request: FastifyRequest, reply: FastifyReply, startingAfter: number): Promise<void> {
   const closed = new AbortController();
   reply.raw.once('close', () => closed.abort());
+  // The client may have left during the awaits before this point ('close' already fired).
+  if (reply.raw.destroyed || reply.raw.socket?.destroyed === true) closed.abort();
   reply.hijack();
   reply.raw.writeHead(200, {
     ...(reply.getHeaders() as Record<string, string>),
