@@ -8,6 +8,7 @@ import type { OpenUpstream } from '../../upstream/proxy.js';
 import { relaySse } from '../../upstream/stream-relay.js';
 import { extractUsage, type Usage } from '../../upstream/sse.js';
 import { ChatCompletionBody, CompletionBody, EmbeddingBody, type InferenceBody } from './schemas.js';
+import { openEventStream } from './event-stream.js';
 
 const ROUTES = [
   { url: '/v1/chat/completions', schema: ChatCompletionBody, streams: true },
@@ -129,14 +130,8 @@ async function relay(
   clientWantsUsage: boolean,
 ): Promise<void> {
   const model = call.model ?? '';
-  reply.hijack();
+  openEventStream(reply);
   const res = reply.raw;
-  res.writeHead(200, {
-    ...(reply.getHeaders() as Record<string, string>),
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-  });
   const result = await relaySse(upstream.body, res, {
     clientWantsUsage,
     onFirstEvent: () => {

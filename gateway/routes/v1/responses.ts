@@ -8,6 +8,7 @@ import { LoggedEventSink, type ResponseEventLog } from '../../responses/response
 import { ResponseEventWriter, toClient } from '../../responses/response-events.js';
 import type { ResponseRunner, RunResult } from '../../responses/response-runner.js';
 import { inputItemsPage, newMessageId, newResponseId, parseResponsesRequest, toResponseObject } from '../../responses/translate.js';
+import { openEventStream } from './event-stream.js';
 
 export interface ResponsesDeps {
   readonly store: ResponseStore;
@@ -204,14 +205,7 @@ async function stream(
       abort.signal,
       (nodeId) => {
         // Capacity granted and the engine answered: from here on the answer is a stream.
-        reply.hijack();
-        reply.raw.writeHead(200, {
-          ...(reply.getHeaders() as Record<string, string>),
-          'x-switchyard-node': nodeId,
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-cache',
-          connection: 'keep-alive',
-        });
+        openEventStream(reply, { 'x-switchyard-node': nodeId });
         events = new ResponseEventWriter(toClient(reply.raw));
         events.started(toResponseObject(record));
         events.textStarted(record.messageId);
@@ -250,13 +244,7 @@ async function followLog(deps: GatewayDeps, r: ResponsesDeps, record: StoredResp
   reply.raw.once('close', () => closed.abort());
   // The client may have left during the awaits before this point ('close' already fired).
   if (reply.raw.destroyed || reply.raw.socket?.destroyed === true) closed.abort();
-  reply.hijack();
-  reply.raw.writeHead(200, {
-    ...(reply.getHeaders() as Record<string, string>),
-    'content-type': 'text/event-stream; charset=utf-8',
-    'cache-control': 'no-cache',
-    connection: 'keep-alive',
-  });
+  openEventStream(reply);
   let lastSequence = startingAfter;
   let settledChecks = 0;
   const end = await (r.events as ResponseEventLog).follow(record.id, {
