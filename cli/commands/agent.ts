@@ -1,13 +1,15 @@
 import { parseArgs } from 'node:util';
-import { createLogger } from '../../core/logger.js';
+import { createLogger, isLogFormat, LOG_FORMATS } from '../../core/logger.js';
 import { packageVersion } from '../../core/version.js';
 import { startAgent } from '../../gpu-agent/agent.js';
 import { UsageError, waitForSignal } from '../run-command.js';
 
 const HELP = `usage: switchyard agent --scheduler HOST:PORT --node-id ID --join-token TOKEN --engine-url URL
          [--metrics-port 9400] [--host 127.0.0.1] [--dcgm-url http://…/metrics] [--tls-ca ca.pem]
+         [--log-level info] [--log-format auto|json|pretty]
   environment: SWITCHYARD_SCHEDULER_URL, SWITCHYARD_NODE_ID, SWITCHYARD_JOIN_TOKEN, SWITCHYARD_ENGINE_URL,
-               SWITCHYARD_AGENT_METRICS_PORT, SWITCHYARD_HOST, SWITCHYARD_DCGM_URL, SWITCHYARD_GRPC_TLS_CA, SWITCHYARD_LOG_LEVEL
+               SWITCHYARD_AGENT_METRICS_PORT, SWITCHYARD_HOST, SWITCHYARD_DCGM_URL, SWITCHYARD_GRPC_TLS_CA, SWITCHYARD_LOG_LEVEL,
+               SWITCHYARD_LOG_FORMAT
   GPUs: nvidia-smi (none on a machine without it), or a DCGM exporter with --dcgm-url.`;
 
 /** `switchyard agent`: runs beside a model server on a GPU node and reports its load. */
@@ -18,7 +20,7 @@ export async function agentCommand(argv: readonly string[]): Promise<void> {
       args: [...argv],
       options: {
         scheduler: { type: 'string' }, 'node-id': { type: 'string' }, 'join-token': { type: 'string' }, 'engine-url': { type: 'string' },
-        'metrics-port': { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' },
+        'metrics-port': { type: 'string' }, host: { type: 'string' }, 'log-level': { type: 'string' }, 'log-format': { type: 'string' },
         'dcgm-url': { type: 'string' }, 'tls-ca': { type: 'string' },
       },
     }));
@@ -37,7 +39,9 @@ export async function agentCommand(argv: readonly string[]): Promise<void> {
   const metricsPort = Number(values['metrics-port'] ?? env['SWITCHYARD_AGENT_METRICS_PORT'] ?? 9400);
   if (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535) throw new UsageError('--metrics-port must be a port number 0-65535');
   if (!/^https?:\/\//.test(engineUrl)) throw new UsageError('--engine-url must be an http(s) URL');
-  const logger = createLogger({ name: 'switchyard', level: values['log-level'] ?? env['SWITCHYARD_LOG_LEVEL'] ?? 'info' });
+  const logFormat = values['log-format'] ?? env['SWITCHYARD_LOG_FORMAT'] ?? 'auto';
+  if (!isLogFormat(logFormat)) throw new UsageError(`--log-format must be one of ${LOG_FORMATS.join(', ')}`);
+  const logger = createLogger({ name: 'switchyard', level: values['log-level'] ?? env['SWITCHYARD_LOG_LEVEL'] ?? 'info', format: logFormat });
   const agent = await startAgent({
     schedulerTarget: schedulerTarget.replace(/^grpc:\/\//, ''),
     nodeId,

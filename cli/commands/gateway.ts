@@ -12,7 +12,7 @@ export async function gatewayCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
   const topology = await loadRegionsFile(settings.configPath);
   resolveRegion(settings, topology); // a wrong region fails before any backend starts
-  const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
+  const logger = createLogger({ name: 'switchyard', level: settings.logLevel, format: settings.logFormat });
   const services = await openServices(settings, logger);
   const flusher = services.localUsageBuffer ? startUsageFlusher(services, settings, logger) : undefined;
   try {

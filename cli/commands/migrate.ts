@@ -7,7 +7,7 @@ import { settingsFromArgv } from '../run-command.js';
 /** `switchyard migrate`: applies pending migrations (processes also do so at start-up). */
 export async function migrateCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
-  const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
+  const logger = createLogger({ name: 'switchyard', level: settings.logLevel, format: settings.logFormat });
   const db = await openDatabase({
     ...(settings.databaseUrl === undefined ? {} : { url: settings.databaseUrl }),
     dataDir: join(settings.dataDir, 'pglite'),

@@ -9,7 +9,7 @@ import { openServices, schedulerOptions } from '../services.js';
 /** `switchyard scheduler`: the gRPC endpoint node agents report to (see scheduler/scheduler-service.ts). */
 export async function schedulerCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
-  const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
+  const logger = createLogger({ name: 'switchyard', level: settings.logLevel, format: settings.logFormat });
   const services = await openServices(settings, logger);
   const registry = createRegistry('scheduler', packageVersion());
   try {

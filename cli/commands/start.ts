@@ -21,7 +21,7 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
   const topology = await loadRegionsFile(settings.configPath);
   resolveRegion(settings, topology); // a wrong region fails before any backend starts
-  const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
+  const logger = createLogger({ name: 'switchyard', level: settings.logLevel, format: settings.logFormat });
   const sims: SimServer[] = [];
   const services = await openServices(settings, logger);
   // One registry for the one process: the gateway's /metrics shows the scheduler's too.

@@ -28,7 +28,7 @@ export async function workerCommand(argv: readonly string[]): Promise<void> {
   }
   const topology = await loadRegionsFile(settings.configPath);
   resolveRegion(settings, topology);
-  const logger = createLogger({ name: 'switchyard', level: settings.logLevel });
+  const logger = createLogger({ name: 'switchyard', level: settings.logLevel, format: settings.logFormat });
   const services = await openServices(settings, logger);
   const flusher = startUsageFlusher(services, settings, logger);
   const registry = createRegistry('worker', packageVersion());

@@ -1,3 +1,4 @@
+import { isLogFormat, LOG_FORMATS, type LogFormat } from '../logger.js';
 import { ConfigError, type ConfigProblem } from './config-error.js';
 
 /**
@@ -11,6 +12,7 @@ export interface Settings {
   /** The gateway's own region; default: the first region in regions.yaml. */
   readonly region: string | undefined;
   readonly logLevel: string;
+  readonly logFormat: LogFormat;
   readonly connectTimeoutMs: number;
   readonly firstByteTimeoutMs: number;
   readonly idleTimeoutMs: number;
@@ -65,7 +67,7 @@ export interface Settings {
   readonly conversationIdleMs: number;
 }
 
-type Kind = 'string' | 'port' | 'int' | 'level' | 'auth' | 'failure' | 'secret';
+type Kind = 'string' | 'port' | 'int' | 'level' | 'format' | 'auth' | 'failure' | 'secret';
 
 interface Knob {
   readonly key: keyof Settings;
@@ -84,6 +86,7 @@ export const KNOBS: readonly Knob[] = [
   { key: 'port', env: 'SWITCHYARD_PORT', flag: 'port', kind: 'port', def: 8080, doc: 'gateway port (0 picks a free one)' },
   { key: 'region', env: 'SWITCHYARD_REGION', flag: 'region', kind: 'string', def: undefined, doc: "the gateway's own region (default: the first in regions.yaml)" },
   { key: 'logLevel', env: 'SWITCHYARD_LOG_LEVEL', flag: 'log-level', kind: 'level', def: 'info', doc: 'pino level: fatal, error, warn, info, debug, trace, silent' },
+  { key: 'logFormat', env: 'SWITCHYARD_LOG_FORMAT', flag: 'log-format', kind: 'format', def: 'auto', doc: 'auto: one pretty line per event when stdout is a terminal, JSON lines otherwise; json; pretty' },
   { key: 'connectTimeoutMs', env: 'SWITCHYARD_CONNECT_TIMEOUT_MS', flag: 'connect-timeout-ms', kind: 'int', def: 2000, min: 1, doc: 'upstream TCP connect timeout, ms' },
   { key: 'firstByteTimeoutMs', env: 'SWITCHYARD_FIRST_BYTE_TIMEOUT_MS', flag: 'first-byte-timeout-ms', kind: 'int', def: 60_000, min: 1, doc: 'time from sending to upstream response headers, ms (a non-streaming request spends its whole generation here)' },
   { key: 'idleTimeoutMs', env: 'SWITCHYARD_IDLE_TIMEOUT_MS', flag: 'idle-timeout-ms', kind: 'int', def: 30_000, min: 1, doc: 'longest silence between two upstream body chunks, ms' },
@@ -171,6 +174,8 @@ function parseKnob(knob: Knob, raw: string): string | number {
       return raw === 'open' || raw === 'closed' ? raw : '!must be open or closed';
     case 'level':
       return LEVELS.has(raw) ? raw : `!must be one of ${[...LEVELS].join(', ')}`;
+    case 'format':
+      return isLogFormat(raw) ? raw : `!must be one of ${LOG_FORMATS.join(', ')}`;
     case 'port': {
       const n = Number(raw);
       return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : '!must be a port number 0-65535';
