@@ -36,7 +36,8 @@ export function formatPromValue(d: number): string {
   return s;
 }
 
-function escapeLabel(v: string): string {
+/** A label value with the text format's three escapes. */
+export function escapeLabel(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 

@@ -21,6 +21,16 @@ export interface SimFailures {
   slowStartMs: number;
 }
 
+/** The GPUs the simulator pretends to run on, served as a DCGM exporter page at /dcgm/metrics. */
+export interface SimGpus {
+  /** Number of GPUs; the batch is spread over all of them (tensor parallel), so they read alike. */
+  count: number;
+  /** Framebuffer per GPU in GiB. */
+  memoryGiB: number;
+  /** DCGM's `modelName` label. */
+  name: string;
+}
+
 export interface SimOptions {
   host: string;
   /** 0 picks a free port. */
@@ -36,6 +46,7 @@ export interface SimOptions {
   failures: SimFailures;
   /** Length of the vectors /v1/embeddings returns. */
   embeddingDim: number;
+  gpus: SimGpus;
 }
 
 export const DEFAULT_SIM_OPTIONS: SimOptions = Object.freeze({
@@ -56,7 +67,11 @@ export const DEFAULT_SIM_OPTIONS: SimOptions = Object.freeze({
     slowStartMs: 0,
   }),
   embeddingDim: 16,
+  gpus: Object.freeze({ count: 1, memoryGiB: 80, name: 'NVIDIA H100 80GB HBM3' }),
 });
+
+const MAX_GPUS = 64;
+const MAX_GPU_MEMORY_GIB = 1024;
 
 const FLAGS = {
   port: { type: 'string' },
@@ -74,6 +89,9 @@ const FLAGS = {
   'drop-rate': { type: 'string' },
   'slow-start-ms': { type: 'string' },
   'embedding-dim': { type: 'string' },
+  gpus: { type: 'string' },
+  'gpu-memory-gib': { type: 'string' },
+  'gpu-name': { type: 'string' },
 } as const;
 
 type Flag = keyof typeof FLAGS;
@@ -145,9 +163,15 @@ export function parseSimArgs(argv: readonly string[]): SimOptions {
       slowStartMs: parseNumber('slow-start-ms', v['slow-start-ms'], 'non-negative', f.slowStartMs),
     },
     embeddingDim: parseNumber('embedding-dim', v['embedding-dim'], 'positive-int', d.embeddingDim),
+    gpus: {
+      count: parseNumber('gpus', v.gpus, 'positive-int', d.gpus.count),
+      memoryGiB: parseNumber('gpu-memory-gib', v['gpu-memory-gib'], 'positive', d.gpus.memoryGiB),
+      name: v['gpu-name'] ?? d.gpus.name,
+    },
   };
   validateSimOptions(options);
   Object.freeze(options.failures);
+  Object.freeze(options.gpus);
   return Object.freeze(options);
 }
 
@@ -170,12 +194,18 @@ export function validateSimOptions(o: SimOptions): void {
     ['drop-rate', o.failures.dropRate, 'rate'],
     ['slow-start-ms', o.failures.slowStartMs, 'non-negative'],
     ['embedding-dim', o.embeddingDim, 'positive-int'],
+    ['gpus', o.gpus.count, 'positive-int'],
+    ['gpu-memory-gib', o.gpus.memoryGiB, 'positive'],
   ];
   for (const [flag, n, kind] of checks) {
     if (!isValid(kind, n)) throw new Error(`--${flag} must be ${KIND_TEXT[kind]}, got ${String(n)}`);
   }
   if (o.port < 0 || o.port > 65535) throw new Error(`--port must be an integer from 0 to 65535, got ${o.port}`);
   if (o.models.length === 0) throw new Error('--models must name at least one model');
+  // DCGM reports at most a few dozen GPUs per host; the cap keeps a typo from writing a huge page.
+  if (o.gpus.count > MAX_GPUS) throw new Error(`--gpus must be at most ${MAX_GPUS}, got ${o.gpus.count}`);
+  if (o.gpus.memoryGiB > MAX_GPU_MEMORY_GIB) throw new Error(`--gpu-memory-gib must be at most ${MAX_GPU_MEMORY_GIB}, got ${o.gpus.memoryGiB}`);
+  if (o.gpus.name.trim() === '') throw new Error('--gpu-name must not be empty');
   const { errorRate, rate429, rate503 } = o.failures;
   // One uniform draw picks the failure, so the three status rates partition [0, 1).
   if (errorRate + rate429 + rate503 > 1 + 1e-9) {

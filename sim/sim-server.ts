@@ -1,7 +1,10 @@
 import { createServer } from 'node:http';
+import { hostname } from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { BatchEngine } from './batch-engine.js';
+import type { SimGpuIdentity } from './sim-dcgm.js';
+import { DCGM_PATH, renderDcgmMetrics, simGpuIdentities } from './sim-dcgm.js';
 import { sendDetail, sendEmpty, sendJson, sendText, sendVllmError } from './sim-http.js';
 import type { InferenceContext, InferenceKind } from './sim-inference.js';
 import { handleInference, isLoading } from './sim-inference.js';
@@ -44,7 +47,15 @@ const INFERENCE_ROUTES: Readonly<Record<string, InferenceKind>> = {
   '/v1/completions': 'completion',
   '/v1/embeddings': 'embedding',
 };
-const GET_ROUTES = new Set(['/health', '/metrics', '/v1/models', '/sim/stats']);
+const GET_ROUTES = new Set(['/health', '/metrics', DCGM_PATH, '/v1/models', '/sim/stats']);
+
+/** What the GET pages need besides the inference context. */
+interface PageState {
+  readonly startedAtMs: number;
+  readonly hostname: string;
+  /** Set once the server listens: the UUIDs hash the bound port. */
+  gpus: readonly SimGpuIdentity[];
+}
 
 function statsOf(ctx: InferenceContext): SimStats {
   const s = ctx.engine.snapshot();
@@ -61,16 +72,22 @@ function statsOf(ctx: InferenceContext): SimStats {
   };
 }
 
-function handleGet(ctx: InferenceContext, path: string, res: ServerResponse, startedAtMs: number): void {
+function handleGet(ctx: InferenceContext, path: string, res: ServerResponse, pages: PageState): void {
   switch (path) {
     case '/health':
       sendEmpty(res, isLoading(ctx) ? 503 : 200);
       return;
     case '/metrics':
-      sendText(res, 200, METRICS_CONTENT_TYPE, renderVllmMetrics(ctx.engine.snapshot(), startedAtMs));
+      sendText(res, 200, METRICS_CONTENT_TYPE, renderVllmMetrics(ctx.engine.snapshot(), pages.startedAtMs));
       return;
+    case DCGM_PATH: {
+      const { running, kvCacheUsage } = ctx.engine.snapshot();
+      const load = { running, kvCacheUsage, maxSeqs: ctx.options.maxSeqs };
+      sendText(res, 200, METRICS_CONTENT_TYPE, renderDcgmMetrics(ctx.options.gpus, pages.gpus, pages.hostname, load));
+      return;
+    }
     case '/v1/models': {
-      const created = Math.floor(startedAtMs / 1000);
+      const created = Math.floor(pages.startedAtMs / 1000);
       const data = ctx.options.models.map((id) => ({ id, object: 'model', created, owned_by: 'switchyard-sim' }));
       sendJson(res, 200, { object: 'list', data });
       return;
@@ -81,7 +98,7 @@ function handleGet(ctx: InferenceContext, path: string, res: ServerResponse, sta
   }
 }
 
-async function route(ctx: InferenceContext, req: IncomingMessage, res: ServerResponse, startedAtMs: number): Promise<void> {
+async function route(ctx: InferenceContext, req: IncomingMessage, res: ServerResponse, pages: PageState): Promise<void> {
   const requestId = req.headers['x-request-id'];
   if (typeof requestId === 'string') res.setHeader('x-request-id', requestId);
   const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
@@ -92,7 +109,7 @@ async function route(ctx: InferenceContext, req: IncomingMessage, res: ServerRes
   }
   if (GET_ROUTES.has(path)) {
     if (req.method !== 'GET' && req.method !== 'HEAD') return sendDetail(res, 405, 'Method Not Allowed');
-    return handleGet(ctx, path, res, startedAtMs);
+    return handleGet(ctx, path, res, pages);
   }
   sendDetail(res, 404, 'Not Found');
 }
@@ -100,7 +117,7 @@ async function route(ctx: InferenceContext, req: IncomingMessage, res: ServerRes
 /** Starts a simulated vLLM node; resolves once it listens. */
 export async function startSim(options: SimOptions, log?: SimLogger): Promise<SimServer> {
   validateSimOptions(options);
-  const startedAtMs = Date.now();
+  const pages: PageState = { startedAtMs: Date.now(), hostname: hostname(), gpus: [] };
   const ctx: InferenceContext = {
     options,
     engine: new BatchEngine({
@@ -116,7 +133,7 @@ export async function startSim(options: SimOptions, log?: SimLogger): Promise<Si
     abortedOutsideEngine: 0,
   };
   const server = createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
-    route(ctx, req, res, startedAtMs).catch((err: unknown) => {
+    route(ctx, req, res, pages).catch((err: unknown) => {
       if (res.headersSent) {
         res.destroy();
         return;
@@ -137,6 +154,7 @@ export async function startSim(options: SimOptions, log?: SimLogger): Promise<Si
     });
   });
   const { port } = server.address() as AddressInfo;
+  pages.gpus = simGpuIdentities(options.gpus.count, options.seed, port);
   const host = options.host.includes(':') ? `[${options.host}]` : options.host;
   const url = `http://${host}:${port}`;
   log?.info({ url, port, models: options.models }, 'sim listening');

@@ -14,6 +14,7 @@ describe('parseSimArgs', () => {
       ttftMs: 30,
       seed: 0,
       embeddingDim: 16,
+      gpus: { count: 1, memoryGiB: 80, name: 'NVIDIA H100 80GB HBM3' },
     });
     expect(o.failures).toEqual({
       errorRate: 0, rate429: 0, rate503: 0, stallMs: 0, stallRate: 1, dropRate: 0, slowStartMs: 0,
@@ -27,7 +28,8 @@ describe('parseSimArgs', () => {
       '--port', '0', '--host', '0.0.0.0', '--models', 'a, b', '--tokens-per-second', '250.5',
       '--max-seqs', '4', '--ttft-ms', '0', '--seed', '42', '--error-rate', '0.1', '--rate-429', '0.2',
       '--rate-503', '0.3', '--stall-ms', '500', '--stall-rate', '0.5', '--drop-rate', '0.25',
-      '--slow-start-ms', '2000', '--embedding-dim', '8',
+      '--slow-start-ms', '2000', '--embedding-dim', '8', '--gpus', '8', '--gpu-memory-gib', '40',
+      '--gpu-name', 'NVIDIA A100-SXM4-40GB',
     ]);
     expect(o).toEqual({
       host: '0.0.0.0',
@@ -39,6 +41,7 @@ describe('parseSimArgs', () => {
       seed: 42,
       failures: { errorRate: 0.1, rate429: 0.2, rate503: 0.3, stallMs: 500, stallRate: 0.5, dropRate: 0.25, slowStartMs: 2000 },
       embeddingDim: 8,
+      gpus: { count: 8, memoryGiB: 40, name: 'NVIDIA A100-SXM4-40GB' },
     });
   });
 
@@ -64,6 +67,10 @@ describe('parseSimArgs', () => {
     [['--drop-rate', ''], /--drop-rate/],
     [['--slow-start-ms', 'Infinity'], /--slow-start-ms/],
     [['--embedding-dim', '0'], /--embedding-dim/],
+    [['--gpus', '0'], /--gpus/],
+    [['--gpus', '65'], /--gpus/],
+    [['--gpu-memory-gib', '0'], /--gpu-memory-gib/],
+    [['--gpu-name', ' '], /--gpu-name/],
     [['--models', 'a,,b'], /--models/],
     [['--models', 'a,a'], /--models/],
     [['--error-rate', '0.6', '--rate-429', '0.6'], /--error-rate \+ --rate-429 \+ --rate-503/],
