@@ -65,8 +65,7 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
     log,
   });
   try {
-    const applied = await migrate(db, log);
-    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+    await migrate(db, log); // logs what it applied
   } catch (err) {
     await db.close();
     redis?.disconnect();

@@ -23,6 +23,9 @@ describe('switchyard start (what `npm start` runs)', () => {
     } finally {
       expect(await proc.stop()).toBe(0);
     }
+    // Its own fresh schema: the migrations are applied, and said so once.
+    const applied = proc.output.filter((line) => line.includes('"msg":"migrations applied"'));
+    expect(applied).toHaveLength(1);
   });
 });
 
