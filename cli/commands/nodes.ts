@@ -13,12 +13,14 @@ interface NodeJson {
   capacity: { tokensPerSecond: number; maxSequences: number };
   draining: boolean;
   live: { healthy: boolean; inflight: number } | null;
-  join_token?: string;
+  join_token?: string | null;
 }
 
-const HELP = `usage: switchyard nodes <register|list|show|drain|resume|remove> [flags]
+/** Also printed by `switchyard nodes --help`. */
+export const HELP = `usage: switchyard nodes <register|list|show|drain|resume|remove> [flags]
   register --id ID --region R --cluster C --url http://host:8000 --engine vllm|sglang|llamacpp|tgi|ollama|openai
-           --models a,b --tokens-per-second N --max-sequences N
+           --models a,b --tokens-per-second N --max-sequences N [--rotate-token]
+           (an id registered already is updated and keeps its join token unless --rotate-token)
   list | show ID | drain ID | resume ID | remove ID
 common: --url-admin (SWITCHYARD_URL, default http://127.0.0.1:8080), --admin-token (SWITCHYARD_ADMIN_TOKEN), --json`;
 
@@ -34,6 +36,7 @@ export async function nodesCommand(argv: readonly string[]): Promise<void> {
         'url-admin': { type: 'string' }, 'admin-token': { type: 'string' }, json: { type: 'boolean' }, id: { type: 'string' },
         region: { type: 'string' }, cluster: { type: 'string' }, url: { type: 'string' }, engine: { type: 'string' },
         models: { type: 'string' }, 'tokens-per-second': { type: 'string' }, 'max-sequences': { type: 'string' },
+        'rotate-token': { type: 'boolean' },
       },
     });
   } catch (err) {
@@ -56,8 +59,14 @@ export async function nodesCommand(argv: readonly string[]): Promise<void> {
         id: v.id, region: v.region, cluster: v.cluster, url: v.url, engine: v.engine,
         models: String(v.models).split(',').map((m) => m.trim()).filter(Boolean),
         capacity: { tokensPerSecond: Number(v['tokens-per-second']), maxSequences: Number(v['max-sequences']) },
+        ...(v['rotate-token'] === true ? { rotate_token: true } : {}),
       });
-      print(node, `registered ${node.id} in ${node.region}/${node.cluster}\njoin token: ${node.join_token ?? ''}\n(shown once: give it to the node's agent as SWITCHYARD_JOIN_TOKEN)\n`);
+      print(
+        node,
+        node.join_token == null
+          ? `${node.id} was registered already: updated in ${node.region}/${node.cluster}; its join token is unchanged (--rotate-token issues a new one)\n`
+          : `registered ${node.id} in ${node.region}/${node.cluster}\njoin token: ${node.join_token}\n(shown once: give it to the node's agent as SWITCHYARD_JOIN_TOKEN)\n`,
+      );
       return;
     }
     case 'list': {

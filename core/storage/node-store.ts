@@ -19,9 +19,21 @@ export interface NodeRecord {
 
 export type NewNode = Omit<NodeRecord, 'draining' | 'createdAt' | 'updatedAt'>;
 
+export interface Registration {
+  readonly record: NodeRecord;
+  /** The new join token, returned once (only its hash is kept); undefined when the node kept its own. */
+  readonly joinToken: string | undefined;
+  /** False when the id was registered already (its spec is updated in place). */
+  readonly created: boolean;
+}
+
 export interface NodeStore {
-  /** Returns the join token once; only its hash is kept. Throws NodeExistsError on a taken id. */
-  register(node: NewNode): Promise<{ record: NodeRecord; joinToken: string }>;
+  /**
+   * Registers a node, or updates the spec of the node registered with that id. Idempotent: an
+   * existing node keeps its join token (its running agent stays connected) unless `rotateToken`
+   * asks for a new one, which replaces the old at once.
+   */
+  register(node: NewNode, opts?: { readonly rotateToken?: boolean }): Promise<Registration>;
   list(): Promise<NodeRecord[]>;
   get(id: string): Promise<NodeRecord | undefined>;
   setDraining(id: string, draining: boolean): Promise<NodeRecord | undefined>;
@@ -30,10 +42,6 @@ export interface NodeStore {
   verifyJoinToken(id: string, token: string): Promise<boolean>;
   /** Nodes changed (registered, drained, resumed) since `since`, for gateways' polling. */
   changedSince(since: Date): Promise<NodeRecord[]>;
-}
-
-export class NodeExistsError extends Error {
-  override readonly name = 'NodeExistsError';
 }
 
 interface Row {
@@ -72,19 +80,23 @@ function toRecord(r: Row): NodeRecord {
 export class PgNodeStore implements NodeStore {
   constructor(private readonly db: Database) {}
 
-  async register(node: NewNode): Promise<{ record: NodeRecord; joinToken: string }> {
+  async register(node: NewNode, opts: { readonly rotateToken?: boolean } = {}): Promise<Registration> {
     const joinToken = `sy-join-${randomBytes(24).toString('base64url')}`;
-    try {
-      const { rows } = await this.db.pool.query<Row>(
-        `INSERT INTO nodes (id, region, cluster, url, engine, models, tokens_per_second, max_sequences, join_token_hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${COLUMNS}`,
-        [node.id, node.region, node.cluster, node.url, node.engine, node.models, node.tokensPerSecond, node.maxSequences, hashSecret(joinToken)],
-      );
-      return { record: toRecord(rows[0] as Row), joinToken };
-    } catch (err) {
-      if ((err as { code?: string }).code === '23505') throw new NodeExistsError(`node "${node.id}" is already registered`, { cause: err });
-      throw err;
-    }
+    // One statement, so two registrations racing for an id cannot both "create" it; xmax = 0
+    // marks a row this statement inserted rather than updated.
+    const { rows } = await this.db.pool.query<Row & { created: boolean }>(
+      `INSERT INTO nodes (id, region, cluster, url, engine, models, tokens_per_second, max_sequences, join_token_hash)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (id) DO UPDATE SET region = EXCLUDED.region, cluster = EXCLUDED.cluster, url = EXCLUDED.url,
+         engine = EXCLUDED.engine, models = EXCLUDED.models, tokens_per_second = EXCLUDED.tokens_per_second,
+         max_sequences = EXCLUDED.max_sequences, updated_at = now(),
+         join_token_hash = CASE WHEN $10::boolean THEN EXCLUDED.join_token_hash ELSE nodes.join_token_hash END
+       RETURNING ${COLUMNS}, (xmax = 0) AS created`,
+      [node.id, node.region, node.cluster, node.url, node.engine, node.models, node.tokensPerSecond, node.maxSequences, hashSecret(joinToken), opts.rotateToken === true],
+    );
+    const row = rows[0] as Row & { created: boolean };
+    const issued = row.created || opts.rotateToken === true;
+    return { record: toRecord(row), joinToken: issued ? joinToken : undefined, created: row.created };
   }
 
   async list(): Promise<NodeRecord[]> {

@@ -72,6 +72,8 @@ function agent(nodeId: string, token: string): { reporter: AgentReporter; comman
 
 const kinds = (cs: SchedulerCommand[]): string[] => cs.map((c) => (['welcome', 'drain', 'resume', 'set_report_interval'] as const).find((k) => c[k] != null) ?? '?');
 
+let firstToken = '';
+
 describe('node registry and agents', () => {
   it('register with the CLI; the agent joins with its token; drain and resume reach it', async () => {
     const reg = cli('register', '--id', 'gpu-7', '--region', 'eu', '--cluster', 'eu-a', '--url', 'http://127.0.0.1:9', '--engine', 'vllm',
@@ -79,6 +81,7 @@ describe('node registry and agents', () => {
     expect(reg.stderr).toBe('');
     const node = JSON.parse(reg.stdout) as { id: string; join_token: string };
     expect(node.join_token).toMatch(/^sy-join-/);
+    firstToken = node.join_token;
 
     const bad = agent('gpu-7', 'sy-join-wrong');
     await expect.poll(() => bad.reporter.lastError?.code, { timeout: 5000 }).toBe(16); // UNAUTHENTICATED
@@ -99,8 +102,6 @@ describe('node registry and agents', () => {
     const drainStatic = cli('drain', 'static-1');
     expect(drainStatic.status).toBe(1);
     expect(drainStatic.stderr).toContain('409');
-    const dup = cli('register', '--id', 'gpu-7', '--region', 'eu', '--cluster', 'c', '--url', 'http://x:1', '--engine', 'vllm', '--models', 'm', '--tokens-per-second', '1', '--max-sequences', '1');
-    expect(dup.stderr).toContain('409');
     const unknownRegion = cli('register', '--id', 'gpu-8', '--region', 'mars', '--cluster', 'c', '--url', 'http://x:1', '--engine', 'vllm', '--models', 'm', '--tokens-per-second', '1', '--max-sequences', '1');
     expect(unknownRegion.stderr).toContain("Unknown region 'mars'");
 
@@ -108,6 +109,30 @@ describe('node registry and agents', () => {
     expect(cli('remove', 'gpu-9').status).toBe(0);
     const gone = agent('gpu-9', reg.join_token);
     await expect.poll(() => gone.reporter.lastError?.code, { timeout: 5000 }).toBe(16);
+  });
+
+  it('registering an id again is idempotent: the spec is updated, the join token kept unless rotated', async () => {
+    const register = (...extra: string[]) => cli('register', '--id', 'gpu-7', '--region', 'eu', '--cluster', 'eu-a', '--url', 'http://127.0.0.1:9', '--engine', 'vllm',
+      '--models', 'm', '--tokens-per-second', '3000', '--max-sequences', '64', ...extra);
+    const again = register('--json');
+    expect(again.status).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ id: 'gpu-7', created: false, join_token: null, capacity: { tokensPerSecond: 3000 } });
+    expect(register().stdout).toContain('join token is unchanged');
+    // The token handed out first still admits the node's agent.
+    const kept = agent('gpu-7', firstToken);
+    await expect.poll(() => kept.reporter.connected, { timeout: 5000 }).toBe(true);
+    kept.reporter.stop();
+
+    const rotated = JSON.parse(register('--rotate-token', '--json').stdout) as { created: boolean; join_token: string };
+    expect(rotated.created).toBe(false);
+    expect(rotated.join_token).toMatch(/^sy-join-/);
+    expect(rotated.join_token).not.toBe(firstToken);
+    const old = agent('gpu-7', firstToken);
+    await expect.poll(() => old.reporter.lastError?.code, { timeout: 5000 }).toBe(16); // UNAUTHENTICATED
+    old.reporter.stop();
+    const renewed = agent('gpu-7', rotated.join_token);
+    await expect.poll(() => renewed.reporter.connected, { timeout: 5000 }).toBe(true);
+    renewed.reporter.stop();
   });
 
   it('switchyard agent beside a sim (fake nvidia-smi on PATH): traffic while it reports; drain keeps open streams; a killed agent makes the node stale', async () => {

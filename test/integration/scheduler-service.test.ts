@@ -43,7 +43,7 @@ describe('scheduler jobs', () => {
     const t0 = Date.now();
     const reporter = new AgentReporter({
       target: `127.0.0.1:${scheduler.port}`,
-      hello: { node_id: 'busy-1', join_token: joinToken, engine_kind: 'vllm', engine_version: '', models: ['m'], agent_version: 't' },
+      hello: { node_id: 'busy-1', join_token: joinToken ?? '', engine_kind: 'vllm', engine_version: '', models: ['m'], agent_version: 't' },
       collect: async () => ({ timestamp_ms: Date.now(), gpus: [], engine: { running_requests: 4, waiting_requests: 2, generation_tokens_total: 2 * (Date.now() - t0) } }),
       log,
     });

@@ -1,7 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
-import { NodeExistsError, type NodeRecord, type NodeStore } from '../../../core/storage/node-store.js';
+import type { NodeRecord, NodeStore } from '../../../core/storage/node-store.js';
 import type { Fleet } from '../../../scheduler/fleet.js';
 
 const Id = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,62}$' });
@@ -17,6 +17,8 @@ const RegisterNode = Type.Object(
       { tokensPerSecond: Type.Number({ exclusiveMinimum: 0 }), maxSequences: Type.Integer({ minimum: 1 }) },
       { additionalProperties: false },
     ),
+    /** Re-registering an id keeps its join token unless this asks for a new one. */
+    rotate_token: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -29,11 +31,15 @@ interface RegisterBody {
   engine: string;
   models: string[];
   capacity: { tokensPerSecond: number; maxSequences: number };
+  rotate_token?: boolean;
 }
 
 /**
- * `/admin/v1/nodes`: the node registry. Registration returns the agent's join token once. Nodes
- * declared in regions.yaml are listed too, read-only (`source: "static"`).
+ * `/admin/v1/nodes`: the node registry. Registration returns the agent's join token once (201).
+ * Registering an id again updates its spec and keeps its token (200, `join_token: null`), so a
+ * deployment can re-run its registration step without cutting off running agents;
+ * `rotate_token: true` issues a new token instead. Nodes declared in regions.yaml are listed
+ * too, read-only (`source: "static"`).
  */
 export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Fleet): void {
   const staticJson = (id: string): Record<string, unknown> | undefined => {
@@ -58,16 +64,14 @@ export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Flee
       throw new SwitchyardError(ErrorCode.InvalidRequest, `Unknown region '${b.region}'.`, { param: 'region' });
     }
     if (fleet.staticIds.has(b.id)) throw new SwitchyardError(ErrorCode.InvalidRequest, `Node id '${b.id}' is taken by regions.yaml.`, { status: 409, param: 'id' });
-    try {
-      const { record, joinToken } = await nodes.register({
+    const { record, joinToken, created } = await nodes.register(
+      {
         id: b.id, region: b.region, cluster: b.cluster, url: b.url.replace(/\/+$/, ''), engine: b.engine, models: b.models,
         tokensPerSecond: b.capacity.tokensPerSecond, maxSequences: b.capacity.maxSequences,
-      });
-      return reply.code(201).send({ ...nodeJson(record, fleet), join_token: joinToken });
-    } catch (err) {
-      if (err instanceof NodeExistsError) throw new SwitchyardError(ErrorCode.InvalidRequest, err.message, { status: 409, param: 'id' });
-      throw err;
-    }
+      },
+      { rotateToken: b.rotate_token === true },
+    );
+    return reply.code(created ? 201 : 200).send({ ...nodeJson(record, fleet), created, join_token: joinToken ?? null });
   });
 
   admin.get('/nodes', async () => {
