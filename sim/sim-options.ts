@@ -73,7 +73,8 @@ export const DEFAULT_SIM_OPTIONS: SimOptions = Object.freeze({
 const MAX_GPUS = 64;
 const MAX_GPU_MEMORY_GIB = 1024;
 
-const FLAGS = {
+/** Also listed by `switchyard sim --help`. */
+export const FLAGS = {
   port: { type: 'string' },
   host: { type: 'string' },
   models: { type: 'string' },

@@ -4,7 +4,8 @@ import { packageVersion } from '../../core/version.js';
 import { startAgent } from '../../gpu-agent/agent.js';
 import { UsageError, waitForSignal } from '../run-command.js';
 
-const HELP = `usage: switchyard agent --scheduler HOST:PORT --node-id ID --join-token TOKEN --engine-url URL
+/** Also printed by `switchyard agent --help`. */
+export const HELP = `usage: switchyard agent --scheduler HOST:PORT --node-id ID --join-token TOKEN --engine-url URL
          [--metrics-port 9400] [--host 127.0.0.1] [--dcgm-url http://…/metrics] [--tls-ca ca.pem]
          [--log-level info] [--log-format auto|json|pretty]
   environment: SWITCHYARD_SCHEDULER_URL, SWITCHYARD_NODE_ID, SWITCHYARD_JOIN_TOKEN, SWITCHYARD_ENGINE_URL,

@@ -15,7 +15,8 @@ interface KeyJson {
   key?: string;
 }
 
-const HELP = `usage: switchyard keys <create|list|revoke> [flags]
+/** Also printed by `switchyard keys --help`. */
+export const HELP = `usage: switchyard keys <create|list|revoke> [flags]
   create --tenant T --name N [--rpm 600] [--tpm 200000] [--concurrency 32] [--models a,b|*] [--priority interactive|standard|batch]
   list [--tenant T]
   revoke <key-id>

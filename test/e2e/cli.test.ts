@@ -133,3 +133,30 @@ describe('configuration errors', () => {
     expect(unknown.stderr).toContain('SWITCHYARD_REGION: unknown region "mars"');
   });
 });
+
+describe('switchyard <command> --help', () => {
+  const commands = ['start', 'gateway', 'sim', 'demo', 'worker', 'migrate', 'scheduler', 'agent', 'nodes', 'keys'];
+  const help = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, REDIS_URL: '' } });
+
+  it.each(commands)('%s --help and -h print its usage and exit 0, starting nothing', (command) => {
+    for (const flag of ['--help', '-h']) {
+      const run = help(command, flag);
+      expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(run.stdout).toMatch(new RegExp(`^switchyard ${command}: .+\\n\\nusage: switchyard ${command}`));
+    }
+  });
+
+  it('lists the flags each command takes; help <command> and a --help after other flags say the same', () => {
+    const gateway = help('gateway', '--help').stdout;
+    expect(gateway).toContain('--log-format');
+    expect(gateway).toContain('SWITCHYARD_LOG_FORMAT');
+    expect(gateway).toContain('--redis-url');
+    expect(help('sim', '--help').stdout).toContain('--tokens-per-second');
+    expect(help('agent', '--help').stdout).toContain('--engine-url');
+    expect(help('keys', '--help').stdout).toContain('create --tenant T --name N');
+    expect(help('nodes', '--help').stdout).toContain('register --id ID');
+    expect(help('help', 'gateway').stdout).toBe(gateway);
+    expect(help('gateway', '--port', '0', '--help').stdout).toBe(gateway);
+    expect(help('keys', 'create', '-h').stdout).toBe(help('keys', '--help').stdout);
+  });
+});
