@@ -160,3 +160,28 @@ describe('switchyard <command> --help', () => {
     expect(help('keys', 'create', '-h').stdout).toBe(help('keys', '--help').stdout);
   });
 });
+
+describe('log format', () => {
+  it('JSON lines into a pipe; one readable line per event with SWITCHYARD_LOG_FORMAT=pretty', async () => {
+    const schemas = [uniqueName('sy_cli_logs'), uniqueName('sy_cli_logs')];
+    const migrate = (schema: string, format: string) =>
+      spawnSync(process.execPath, [CLI, 'migrate'], {
+        encoding: 'utf8',
+        env: { ...process.env, DATABASE_URL: PG_URL, SWITCHYARD_DATABASE_SCHEMA: schema, SWITCHYARD_LOG_FORMAT: format },
+      });
+    try {
+      const json = migrate(schemas[0] as string, '');
+      expect(json.status).toBe(0);
+      const events = json.stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as { msg: string });
+      expect(events.map((e) => e.msg)).toContain('migrations applied');
+      const pretty = migrate(schemas[1] as string, 'pretty');
+      expect(pretty.status).toBe(0);
+      expect(pretty.stdout).not.toMatch(/^\{/m);
+      const logged = pretty.stdout.split('\n').filter((line) => line.includes('migrations applied {'));
+      expect(logged).toHaveLength(1);
+      expect(logged[0]).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: migrations applied \{"applied":\["1764300000000_initial",/);
+    } finally {
+      for (const schema of schemas) await dropSchema(schema);
+    }
+  });
+});
