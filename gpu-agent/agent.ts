@@ -6,7 +6,7 @@ import { packageVersion } from '../core/version.js';
 import type { Logger } from '../core/logger.js';
 import type { GpuStats, LoadReport, SchedulerCommand } from '../proto/agent-protocol.js';
 import { defaultFetchText, detectEngine, type FetchText } from './probes/detect.js';
-import { dcgmGpuSamples } from './probes/dcgm.js';
+import { dcgmGpuSamples, dcgmHasPodLabels, type DcgmPodFilter } from './probes/dcgm.js';
 import { runNvidiaSmi, type ExecFile } from './probes/nvidia-smi.js';
 import { parsePromText } from './probes/prom-text.js';
 import type { EngineSample, GpuSample } from './probes/types.js';
@@ -25,6 +25,11 @@ export interface AgentOptions {
   readonly version: string;
   /** Read GPUs from this DCGM exporter's /metrics instead of running nvidia-smi. */
   readonly dcgmUrl?: string | undefined;
+  /**
+   * The engine's pod: where the DCGM exporter maps GPUs to pods (Kubernetes), only the GPUs and
+   * MIG instances attached to it are reported.
+   */
+  readonly pod?: DcgmPodFilter | undefined;
   /** PEM files: trust this CA for the scheduler's TLS (absent: plaintext). */
   readonly tlsCaFile?: string | undefined;
   readonly exec?: ExecFile;
@@ -58,7 +63,12 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     try {
       const res = await fetchText(opts.dcgmUrl);
       if (res.status !== 200) return { gpus: [], error: { code: 'dcgm_http', message: `DCGM exporter answered HTTP ${res.status}` } };
-      return { gpus: dcgmGpuSamples(parsePromText(res.body)), error: undefined };
+      const samples = parsePromText(res.body);
+      const gpus = dcgmGpuSamples(samples, opts.pod);
+      if (opts.pod !== undefined && gpus.length === 0 && dcgmHasPodLabels(samples)) {
+        return { gpus, error: { code: 'dcgm_no_gpu_for_pod', message: `the DCGM exporter lists no GPU attached to pod ${podName(opts.pod)}` } };
+      }
+      return { gpus, error: undefined };
     } catch (err) {
       return { gpus: [], error: { code: 'dcgm_unreachable', message: (err as Error).message } };
     }
@@ -120,6 +130,10 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   };
 }
 
+function podName(pod: DcgmPodFilter): string {
+  return pod.namespace === undefined ? pod.pod : `${pod.namespace}/${pod.pod}`;
+}
+
 /** Model ids from the engine's OpenAI-compatible /v1/models; empty when it does not answer. */
 async function listModels(engineUrl: string, fetchText: FetchText): Promise<string[]> {
   try {
@@ -138,6 +152,10 @@ function toGpuStats(g: GpuSample): GpuStats {
   if (g.memoryTotalBytes !== null) out.memory_total_bytes = g.memoryTotalBytes;
   if (g.temperatureC !== null) out.temperature_celsius = g.temperatureC;
   if (g.powerWatts !== null) out.power_watts = g.powerWatts;
+  if (g.mig !== undefined) {
+    out.mig_gpu_instance_id = g.mig.gpuInstanceId;
+    out.mig_profile = g.mig.profile;
+  }
   return out;
 }
 
@@ -151,7 +169,9 @@ function toEngineStats(e: EngineSample | undefined): NonNullable<LoadReport['eng
 
 function agentGauges(registry: Registry) {
   const registers = [registry];
-  const gpuLabels = ['gpu', 'uuid', 'name'] as const;
+  // A MIG instance adds its instance id and profile; a whole GPU leaves both labels out. At most
+  // seven instances per GPU and a fixed set of profiles, so the label set stays bounded.
+  const gpuLabels = ['gpu', 'uuid', 'name', 'mig_instance', 'mig_profile'] as const;
   const util = new Gauge({ name: 'switchyard_agent_gpu_utilization_ratio', help: 'GPU utilisation 0-1 (absent when unknown).', labelNames: gpuLabels, registers });
   const memUsed = new Gauge({ name: 'switchyard_agent_gpu_memory_used_bytes', help: 'GPU memory in use.', labelNames: gpuLabels, registers });
   const memTotal = new Gauge({ name: 'switchyard_agent_gpu_memory_total_bytes', help: 'GPU memory in total.', labelNames: gpuLabels, registers });
@@ -162,14 +182,18 @@ function agentGauges(registry: Registry) {
   const kv = new Gauge({ name: 'switchyard_agent_engine_kv_cache_usage_ratio', help: 'KV-cache in use, 0-1.', registers });
   const connected = new Gauge({ name: 'switchyard_agent_connected', help: '1 while the scheduler stream is up.', registers });
   const drained = new Gauge({ name: 'switchyard_agent_draining', help: '1 while the operator has drained this node.', registers });
-  const set = (g: Gauge<'gpu' | 'uuid' | 'name'>, labels: Record<string, string>, v: number | null): void => {
+  const set = (g: Gauge<(typeof gpuLabels)[number]>, labels: Record<string, string>, v: number | null): void => {
     if (v !== null) g.set(labels, v);
   };
   return {
     update(gpus: readonly GpuSample[], engine: EngineSample | undefined, isConnected: boolean, isDraining: boolean): void {
       for (const g of [util, memUsed, memTotal, temp, power]) g.reset();
       for (const g of gpus) {
-        const labels = { gpu: String(g.index), uuid: g.uuid, name: g.name };
+        const labels: Record<string, string> = { gpu: String(g.index), uuid: g.uuid, name: g.name };
+        if (g.mig !== undefined) {
+          labels['mig_instance'] = String(g.mig.gpuInstanceId);
+          labels['mig_profile'] = g.mig.profile;
+        }
         set(util, labels, g.utilization);
         set(memUsed, labels, g.memoryUsedBytes);
         set(memTotal, labels, g.memoryTotalBytes);

@@ -27,6 +27,9 @@ export interface GpuStats {
   memory_total_bytes?: number;
   temperature_celsius?: number;
   power_watts?: number;
+  /** Set on a MIG instance; index/uuid/name are then its parent GPU's. */
+  mig_gpu_instance_id?: number;
+  mig_profile?: string;
 }
 
 export interface EngineStats {

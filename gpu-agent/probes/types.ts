@@ -3,7 +3,18 @@
  * a scheduler must never read an unknown as 0 (0 free memory or 0% busy are both real answers).
  */
 
-/** One physical GPU, from nvidia-smi or DCGM. */
+/** A MIG GPU instance: a slice of a physical GPU with its own memory and compute. */
+export interface MigInstance {
+  /** NVML's GPU instance id (DCGM's `GPU_I_ID`), unique within the parent GPU. */
+  readonly gpuInstanceId: number;
+  /** The instance profile, e.g. `1g.10gb`; empty when the source did not say. */
+  readonly profile: string;
+}
+
+/**
+ * One physical GPU, from nvidia-smi or DCGM, or one MIG instance of it (`mig` set): then `index`,
+ * `uuid` and `name` are the parent GPU's, and memory and utilisation the instance's own.
+ */
 export interface GpuSample {
   readonly index: number;
   readonly uuid: string;
@@ -14,6 +25,7 @@ export interface GpuSample {
   readonly utilization: number | null;
   readonly temperatureC: number | null;
   readonly powerWatts: number | null;
+  readonly mig?: MigInstance;
 }
 
 export const EngineKind = {

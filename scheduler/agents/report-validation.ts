@@ -9,6 +9,8 @@ export const LIMITS = {
   maxPowerW: 5_000,
   maxMemoryBytes: 16 * 2 ** 40,
   maxClockSkewMs: 5 * 60_000,
+  /** NVML's GPU instance ids are small; anything past this is not an instance id. */
+  maxGpuInstanceId: 255,
 } as const;
 
 export interface CleanReport {
@@ -58,6 +60,11 @@ function sanitizeGpu(g: GpuStats, i: number, problems: string[]): GpuStats {
   if (temp !== undefined) out.temperature_celsius = temp;
   const power = range(g.power_watts, 0, LIMITS.maxPowerW, `gpus[${i}].power_watts`, problems);
   if (power !== undefined) out.power_watts = power;
+  const gi = range(g.mig_gpu_instance_id, 0, LIMITS.maxGpuInstanceId, `gpus[${i}].mig_gpu_instance_id`, problems);
+  if (gi !== undefined && Number.isInteger(gi)) {
+    out.mig_gpu_instance_id = gi;
+    out.mig_profile = String(g.mig_profile ?? '').slice(0, 32);
+  }
   return out;
 }
 

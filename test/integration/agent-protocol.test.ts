@@ -185,4 +185,44 @@ describe('agent protocol over TLS, and the agent with a DCGM exporter', () => {
     const metrics = await (await fetch(`${agent.metricsUrl}/metrics`)).text();
     expect(metrics).toMatch(/switchyard_agent_gpu_memory_total_bytes\{gpu="0"/);
   });
+
+  it('reports the MIG instances of the engine\'s pod, with parent GPU and profile, to the scheduler and on /metrics', async () => {
+    const dcgm = createServer((_req, res) => res.end(readFileSync('test/fixtures/probes/dcgm-mig-k8s.prom')));
+    dcgm.listen(0, '127.0.0.1');
+    await once(dcgm, 'listening');
+    open.push({ stop: () => new Promise((r) => dcgm.close(r)) });
+    const dcgmPort = (dcgm.address() as { port: number }).port;
+    const { port, events } = await scheduler();
+    const agent = await startAgent({
+      schedulerTarget: `127.0.0.1:${port}`, nodeId: 'node-a', joinToken: 'secret-a', engineUrl: 'http://127.0.0.1:9', host: '127.0.0.1',
+      metricsPort: 0, log, version: 'test', dcgmUrl: `http://127.0.0.1:${dcgmPort}/metrics`, pod: { pod: 'vllm-llama-0', namespace: 'inference' },
+    });
+    open.push(agent);
+    const [view] = (await once(events, 'report')) as [AgentView];
+    expect(view.lastReport?.gpus).toEqual([{
+      index: 0, uuid: 'GPU-6a1f0c2e-9d4b-4e73-b1a8-3c5d7e9f0a12', name: 'NVIDIA H100 80GB HBM3', utilization: 0.874213,
+      memory_used_bytes: 35614 * 2 ** 20, memory_total_bytes: 40192 * 2 ** 20, temperature_celsius: 58, power_watts: 402.118,
+      mig_gpu_instance_id: 2, mig_profile: '3g.40gb',
+    }]);
+    const metrics = await (await fetch(`${agent.metricsUrl}/metrics`)).text();
+    expect(metrics).toContain('switchyard_agent_gpu_utilization_ratio{gpu="0",uuid="GPU-6a1f0c2e-9d4b-4e73-b1a8-3c5d7e9f0a12",name="NVIDIA H100 80GB HBM3",mig_instance="2",mig_profile="3g.40gb"} 0.874213');
+    expect(metrics).not.toContain('mig_instance="13"');
+  });
+
+  it('a whole GPU has no MIG fields; an instance id past any real one is dropped and counted', async () => {
+    const { port, events, counts } = await scheduler();
+    const call = rawCall(port);
+    call.write({ hello: hello() });
+    await once(call, 'data');
+    call.write({ report: { ...report(), gpus: [
+      { index: 0, uuid: 'GPU-1', name: 'H100' },
+      { index: 1, uuid: 'GPU-2', name: 'H100', mig_gpu_instance_id: 70_000, mig_profile: '1g.10gb' },
+    ] } });
+    const [view] = (await once(events, 'report')) as [AgentView];
+    expect(view.lastReport?.gpus[0]).not.toHaveProperty('mig_gpu_instance_id');
+    expect(view.lastReport?.gpus[0]).not.toHaveProperty('mig_profile');
+    expect(view.lastReport?.gpus[1]).not.toHaveProperty('mig_gpu_instance_id');
+    expect(counts.clamped).toEqual(['gpus[1].mig_gpu_instance_id']);
+    call.end();
+  });
 });

@@ -192,15 +192,17 @@ describe('dcgmGpuSamples', () => {
     expect(gpus[1]).toMatchObject({ index: 1, memoryTotalBytes: 81559 * MIB, utilization: 0, powerWatts: 145.26 });
   });
 
-  it('leaves a field null when DCGM did not report it, and skips MIG instance series', () => {
+  it('leaves a field null when DCGM did not report it; a MIG instance series is its own sample', () => {
     const text = [
       'DCGM_FI_DEV_GPU_TEMP{gpu="1",UUID="GPU-b",modelName="X"} 50',
       'DCGM_FI_DEV_GPU_UTIL{gpu="0",UUID="GPU-a",modelName="X"} NaN',
       'DCGM_FI_DEV_FB_USED{gpu="0",UUID="GPU-a",modelName="X"} 10',
       'DCGM_FI_DEV_FB_USED{gpu="0",UUID="GPU-a",modelName="X",GPU_I_ID="1",GPU_I_PROFILE="3g.40gb"} 99',
     ].join('\n');
-    const [a, b] = dcgmGpuSamples(parsePromText(text));
+    const [a, mig, b] = dcgmGpuSamples(parsePromText(text));
     expect(a).toMatchObject({ index: 0, uuid: 'GPU-a', memoryUsedBytes: 10 * MIB, memoryTotalBytes: null, utilization: null });
+    expect(a).not.toHaveProperty('mig');
+    expect(mig).toMatchObject({ index: 0, uuid: 'GPU-a', memoryUsedBytes: 99 * MIB, mig: { gpuInstanceId: 1, profile: '3g.40gb' } });
     expect(b).toMatchObject({ index: 1, temperatureC: 50, memoryUsedBytes: null, powerWatts: null });
   });
 });

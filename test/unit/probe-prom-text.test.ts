@@ -24,6 +24,8 @@ describe('parsePromText over real scrapes', () => {
     ['sglang.prom', 88],
     ['llamacpp.prom', 15],
     ['dcgm.prom', 54],
+    ['dcgm-mig.prom', 48],
+    ['dcgm-mig-k8s.prom', 43],
     ['tgi.prom', 51],
   ])('%s: every non-comment line is a sample', (name, count) => {
     const text = fixture(name);
