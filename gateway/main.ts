@@ -5,7 +5,7 @@ import type { Logger } from '../core/logger.js';
 import { counterFrom, createRegistry, type Registry } from '../core/metrics.js';
 import { packageVersion } from '../core/version.js';
 import type { CapacityLedger } from '../scheduler/capacity/ledger.js';
-import { Counter } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
 import type { KeyStore } from '../core/storage/key-store.js';
 import type { NodeStore } from '../core/storage/node-store.js';
@@ -18,7 +18,9 @@ import { buildApp } from './app.js';
 import { UpstreamStack } from './upstream-stack.js';
 import type { ResponseStore } from '../core/storage/response-store.js';
 import { BackgroundJobs } from './responses/background-jobs.js';
-import { ResponseEventLog } from './responses/response-event-log.js';
+import { MemoryEventLog, RedisEventLog, type EventLog } from './responses/response-event-log.js';
+import { InProcessJobs } from './responses/in-process-jobs.js';
+import type { JobQueue } from './responses/background-jobs.js';
 import { ConversationArchiver } from './responses/conversation-archiver.js';
 import { ResponseRunner } from './responses/response-runner.js';
 
@@ -53,6 +55,11 @@ export interface GatewayOptions {
   readonly services: GatewayServices;
   /** The process's registry when other components share it (`switchyard start`). */
   readonly registry?: Registry;
+  /**
+   * Without Redis, run background responses in this process instead of refusing them
+   * (`switchyard start`: one process is the whole system; not durable across a restart).
+   */
+  readonly backgroundInProcess?: boolean;
 }
 
 /** The gateway's own region: SWITCHYARD_REGION, else the first of regions.yaml. Checked before anything starts. */
@@ -103,11 +110,33 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     onRateLimited: (reason) => rateLimited.inc({ reason }),
   });
 
-  const jobs =
-    settings.redisUrl === undefined
-      ? undefined
-      : new BackgroundJobs({ redisUrl: settings.redisUrl, redisPrefix: settings.redisPrefix, region: region.id, attempts: settings.jobAttempts });
-  const events = settings.redisUrl === undefined ? undefined : new ResponseEventLog(settings.redisUrl, settings.redisPrefix);
+  const runner = new ResponseRunner(stack, services.responses, settings);
+  let jobs: JobQueue | undefined;
+  let events: EventLog | undefined;
+  if (settings.redisUrl !== undefined) {
+    const queue = new BackgroundJobs({ redisUrl: settings.redisUrl, redisPrefix: settings.redisPrefix, region: region.id, attempts: settings.jobAttempts, log });
+    queue.watchWorkers({ graceMs: settings.workerGraceMs, log: log.child({ module: 'background-jobs' }) });
+    jobs = queue;
+    events = new RedisEventLog(settings.redisUrl, settings.redisPrefix, log);
+  } else if (opts.backgroundInProcess === true) {
+    events = new MemoryEventLog();
+    jobs = new InProcessJobs(
+      { region: region.id, route: () => fleet.routeFrom(region.id), store: services.responses, runner, usage: services.usageBuffer, events, log: log.child({ module: 'background' }) },
+      { concurrency: settings.workerConcurrency, attempts: settings.jobAttempts },
+    );
+    log.warn('background responses run in this process (no REDIS_URL): not durable, a restart fails the ones waiting or running');
+  }
+  const backgroundJobs = jobs;
+  new Gauge({
+    name: 'switchyard_background_workers',
+    help: "Workers serving this gateway's region background queue as last seen (BullMQ's worker registry; 1 when this process runs them itself); absent when unknown or without background responses.",
+    labelNames: ['region'],
+    registers: [registry],
+    collect() {
+      const count = backgroundJobs?.workerCount();
+      if (count !== undefined) this.set({ region: region.id }, count);
+    },
+  });
   // Without Redis the responses live in this process's memory: this process archives them too.
   const archiver =
     settings.redisUrl === undefined ? new ConversationArchiver(services.responses, settings.conversationIdleMs, log.child({ module: 'archiver' })) : undefined;
@@ -123,7 +152,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       registry,
       accounting,
       costs: stack.costs,
-      responses: { store: services.responses, runner: new ResponseRunner(stack, services.responses, settings), jobs, events },
+      responses: { store: services.responses, runner, jobs, events },
       keyCache,
       admin:
         settings.adminToken === undefined
@@ -186,8 +215,9 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           clearTimeout(cut);
           clearTimeout(hardCut);
           clearInterval(sweep);
-          await pools.close(0);
+          // In-process background runs are aborted (and marked failed) before their pools close.
           await jobs?.close();
+          await pools.close(0);
           await events?.close();
         }
         log.info('gateway stopped');

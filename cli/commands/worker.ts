@@ -69,7 +69,7 @@ export async function startBackgroundWork(
     redisUrl: settings.redisUrl as string,
     redisPrefix: settings.redisPrefix,
     region: region.id,
-    route: stack.fleet.routeFrom(region.id),
+    route: () => stack.fleet.routeFrom(region.id),
     concurrency: settings.workerConcurrency,
     lockMs: settings.jobLockMs,
     store: services.responses,

@@ -1,5 +1,22 @@
 import { Queue, Worker, type Processor } from 'bullmq';
 import { Redis } from 'ioredis';
+import { watchRedis } from '../../core/redis-connection.js';
+import type { Logger } from '../../core/logger.js';
+
+/**
+ * Where the gateway hands background responses: the region's BullMQ queue (BackgroundJobs), or
+ * this process itself (InProcessJobs, `switchyard start` without Redis).
+ */
+export interface JobQueue {
+  enqueue(responseId: string): Promise<void>;
+  /** Stops the job wherever it is: removed while waiting, aborted while running. */
+  cancel(responseId: string): Promise<void>;
+  /** Why new background responses would not run now (nobody serves the queue), else undefined. */
+  unavailable(now: number): string | undefined;
+  /** Consumers serving the queue as last seen; undefined while unknown. */
+  workerCount(): number | undefined;
+  close(): Promise<void>;
+}
 
 /** Job payload: the response to run; everything else is in the response store. */
 export interface ResponseJobData {
@@ -12,6 +29,15 @@ export interface BackgroundJobOptions {
   readonly region: string;
   /** Runs of a job before it fails for good (upstream errors are retried with backoff). */
   readonly attempts: number;
+  /** Says when its Redis connections lose Redis and get it back. */
+  readonly log?: Logger;
+}
+
+export interface WorkerWatchOptions {
+  /** How long the queue may go without a worker before new background responses are refused. */
+  readonly graceMs: number;
+  readonly log: Logger;
+  readonly now?: () => number;
 }
 
 export function responseQueueName(region: string): string {
@@ -70,9 +96,13 @@ export function cancelChannel(redisPrefix: string): string {
  * and cancellation: a waiting job is removed, a running one is aborted by whichever worker runs
  * it (a message on a Redis channel every worker listens to).
  */
-export class BackgroundJobs {
+export class BackgroundJobs implements JobQueue {
   private readonly connection: Redis;
   private readonly queue: Queue<ResponseJobData>;
+  private watch: { timer: NodeJS.Timeout; opts: WorkerWatchOptions } | undefined;
+  private workers: number | undefined;
+  /** Since when the queue has had no worker (ms), while it has none. */
+  private missingSince: number | undefined;
 
   constructor(private readonly opts: BackgroundJobOptions) {
     // BullMQ wants its own connection, retrying forever rather than failing commands.
@@ -81,6 +111,7 @@ export class BackgroundJobs {
       connection: this.connection,
       prefix: bullPrefix(opts.redisPrefix),
     });
+    watchRedis(this.connection, 'bullmq-queue', opts.log, this.queue);
   }
 
   async enqueue(responseId: string): Promise<void> {
@@ -108,12 +139,62 @@ export class BackgroundJobs {
     await this.connection.publish(cancelChannel(this.opts.redisPrefix), responseId);
   }
 
+  /**
+   * Watches the queue's workers (BullMQ's registry: the named Redis connections of its Workers,
+   * read with CLIENT LIST). A queue nobody serves is logged once, and once it has had no worker
+   * for `graceMs` new background responses are refused instead of queued silently. Where CLIENT
+   * LIST is not allowed the count stays unknown and nothing is refused.
+   */
+  watchWorkers(opts: WorkerWatchOptions): void {
+    if (this.watch !== undefined) return;
+    const intervalMs = Math.min(5000, Math.max(250, Math.floor(opts.graceMs / 3)));
+    const timer = setInterval(() => void this.checkWorkers(), intervalMs);
+    timer.unref();
+    this.watch = { timer, opts };
+    void this.checkWorkers();
+  }
+
+  /** One look at the workers: remembers the count and when the queue lost its last one. */
+  private async checkWorkers(): Promise<void> {
+    const watch = this.watch;
+    if (watch === undefined) return;
+    const now = (watch.opts.now ?? Date.now)();
+    const count = await this.queue.getWorkersCount().catch(() => undefined);
+    if (this.watch === undefined) return; // closed meanwhile
+    this.workers = count;
+    if (count === undefined || count > 0) {
+      if (this.missingSince !== undefined && count !== undefined) watch.opts.log.info({ region: this.opts.region, workers: count }, 'a worker serves the background queue again');
+      this.missingSince = undefined;
+      return;
+    }
+    if (this.missingSince === undefined) {
+      this.missingSince = now;
+      watch.opts.log.warn(
+        { region: this.opts.region, queue: responseQueueName(this.opts.region) },
+        'no switchyard worker serves this region\'s background queue: background responses will wait until one starts',
+      );
+    }
+  }
+
+  unavailable(now: number): string | undefined {
+    const since = this.missingSince;
+    if (this.watch === undefined || since === undefined || now - since < this.watch.opts.graceMs) return undefined;
+    const region = this.opts.region;
+    return `No \`switchyard worker\` serves region ${region}'s background queue (none seen for ${Math.round((now - since) / 1000)} s), so background responses would not run: start one with \`switchyard worker --region ${region}\` and the same REDIS_URL.`;
+  }
+
+  workerCount(): number | undefined {
+    return this.workers;
+  }
+
   /** Jobs by state, for metrics and tests. */
   counts(): Promise<Record<string, number>> {
     return this.queue.getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized');
   }
 
   async close(): Promise<void> {
+    if (this.watch !== undefined) clearInterval(this.watch.timer);
+    this.watch = undefined;
     await this.queue.close();
     await this.connection.quit().catch(() => this.connection.disconnect());
   }

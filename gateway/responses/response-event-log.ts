@@ -1,4 +1,6 @@
 import { Redis } from 'ioredis';
+import type { Logger } from '../../core/logger.js';
+import { watchRedis } from '../../core/redis-connection.js';
 import type { EventSink } from './response-events.js';
 
 /** Types that end a response's event stream. */
@@ -29,73 +31,46 @@ export interface FollowOptions {
   readonly onEvent: (event: LoggedEvent) => void;
 }
 
+/** An entry as read back from a log: its position (the follow cursor) and the event. */
+export type LogEntry = readonly [position: string, event: LoggedEvent];
+
 /**
  * The events of background responses created with `stream: true`, so that a client can watch one
  * run on a worker and resume after a disconnect (`GET /v1/responses/{id}?stream=true&
- * starting_after=N`), like OpenAI's background streaming. Each response has a Redis stream of
- * its SSE frames (the gateway writes `response.created` and `response.queued`, the worker the
- * rest) and writers announce new frames on one channel; followers read with XRANGE from where
- * they are, so a notification that arrives early, late or twice changes nothing.
+ * starting_after=N`), like OpenAI's background streaming. Each response has a log of its SSE
+ * frames (the gateway writes `response.created` and `response.queued`, the worker the rest);
+ * writers announce new frames and followers read from where they are, so a notification that
+ * arrives early, late or twice changes nothing.
  *
  * A job run again (stalled worker, retry) first deletes the frames of the run before it: a client
  * that had already received some of those gets its stream ended with an `error` event rather
  * than two runs' text stitched together (`restarted`); the final response is in `retrieve`.
+ *
+ * Two backends share the follow loop below: Redis streams (every gateway and worker of a region)
+ * and this process's memory (`switchyard start` without Redis).
  */
-export class ResponseEventLog {
-  private readonly redis: Redis;
-  private subscriber: Redis | undefined;
-  private subscribed: Promise<void> | undefined;
+export abstract class EventLog {
   private readonly waiting = new Map<string, Set<() => void>>();
   private released = false;
 
-  constructor(
-    redisUrl: string,
-    private readonly prefix: string,
-  ) {
-    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-  }
-
-  private key(id: string): string {
-    return `${this.prefix}resp:events:${id}`;
-  }
-
-  private get channel(): string {
-    return `${this.prefix}resp:events`;
-  }
-
-  /** Appends frames in order; resolves once they are in Redis and announced. */
-  async append(id: string, run: number, events: readonly { frame: string; type: string; sequence: number }[]): Promise<void> {
-    if (events.length === 0) return;
-    const key = this.key(id);
-    const tx = this.redis.multi();
-    for (const e of events) tx.xadd(key, '*', 'r', run, 's', e.sequence, 't', e.type, 'f', e.frame);
-    tx.pexpire(key, LOG_TTL_MS);
-    tx.publish(this.channel, id);
-    await tx.exec();
-  }
-
+  /** Appends frames in order; resolves once they are stored and announced. */
+  abstract append(id: string, run: number, events: readonly { frame: string; type: string; sequence: number }[]): Promise<void>;
   /** Deletes a response's events (the response was deleted). */
-  async drop(id: string): Promise<void> {
-    await this.redis.del(this.key(id));
-  }
-
+  abstract drop(id: string): Promise<void>;
   /**
    * Starts run `run`: drops the frames of earlier job runs (the gateway's run 0 stays) and returns
    * the sequence number the run's first event takes.
    */
-  async beginRun(id: string, run: number): Promise<number> {
-    const entries = await this.redis.xrange(this.key(id), '-', '+');
-    const stale: string[] = [];
-    let next = 0;
-    for (const [entryId, fields] of entries) {
-      const e = parseEntry(fields);
-      if (e.run !== 0 && e.run !== run) stale.push(entryId);
-      else next = Math.max(next, e.sequence + 1);
-    }
-    if (stale.length > 0) await this.redis.xdel(this.key(id), ...stale);
-    // A job that waited long in the queue: its log lives an hour from when it starts running.
-    await this.redis.pexpire(this.key(id), LOG_TTL_MS);
-    return next;
+  abstract beginRun(id: string, run: number): Promise<number>;
+  /** Up to `count` entries after `position` (from the start when undefined), in order. */
+  protected abstract readAfter(id: string, position: string | undefined, count: number): Promise<readonly LogEntry[]>;
+  /** Resolves once this process hears announcements (a subscription, where there is one). */
+  protected abstract listen(): Promise<void>;
+  abstract close(): Promise<void>;
+
+  /** Wakes the followers of `id`: new frames were announced. */
+  protected announced(id: string): void {
+    for (const wake of this.waiting.get(id) ?? []) wake();
   }
 
   /**
@@ -111,8 +86,8 @@ export class ResponseEventLog {
     const onAbort = (): void => wake();
     opts.signal.addEventListener('abort', onAbort, { once: true });
     try {
-      await this.subscribe();
-      let cursor = '-';
+      await this.listen();
+      let cursor: string | undefined;
       let run = -1;
       let sentAny = false;
       for (;;) {
@@ -120,10 +95,9 @@ export class ResponseEventLog {
         const woken = new Promise<void>((resolve) => (wake = resolve));
         let readSome = false;
         for (;;) {
-          const entries = await this.redis.xrange(this.key(id), cursor === '-' ? '-' : `(${cursor}`, '+', 'COUNT', READ_BATCH);
-          for (const [entryId, fields] of entries) {
-            cursor = entryId;
-            const e = parseEntry(fields);
+          const entries = await this.readAfter(id, cursor, READ_BATCH);
+          for (const [position, e] of entries) {
+            cursor = position;
             if (e.run !== 0 && run > 0 && e.run !== run && sentAny) return 'restarted';
             if (e.run !== 0) run = e.run;
             if (e.sequence <= opts.startingAfter) continue;
@@ -149,14 +123,78 @@ export class ResponseEventLog {
     }
   }
 
+  /** Ends every follow (`released`): the process is shutting down; clients resume elsewhere. */
+  release(): void {
+    this.released = true;
+    for (const wakeUps of this.waiting.values()) for (const wake of wakeUps) wake();
+  }
+}
+
+/** The log in Redis: a stream per response, announced on one channel every follower's process subscribes to. */
+export class RedisEventLog extends EventLog {
+  private readonly redis: Redis;
+  private subscriber: Redis | undefined;
+  private subscribed: Promise<void> | undefined;
+
+  constructor(
+    redisUrl: string,
+    private readonly prefix: string,
+    private readonly log?: Logger,
+  ) {
+    super();
+    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+    watchRedis(this.redis, 'event-log', log);
+  }
+
+  private key(id: string): string {
+    return `${this.prefix}resp:events:${id}`;
+  }
+
+  private get channel(): string {
+    return `${this.prefix}resp:events`;
+  }
+
+  async append(id: string, run: number, events: readonly { frame: string; type: string; sequence: number }[]): Promise<void> {
+    if (events.length === 0) return;
+    const key = this.key(id);
+    const tx = this.redis.multi();
+    for (const e of events) tx.xadd(key, '*', 'r', run, 's', e.sequence, 't', e.type, 'f', e.frame);
+    tx.pexpire(key, LOG_TTL_MS);
+    tx.publish(this.channel, id);
+    await tx.exec();
+  }
+
+  async drop(id: string): Promise<void> {
+    await this.redis.del(this.key(id));
+  }
+
+  async beginRun(id: string, run: number): Promise<number> {
+    const entries = await this.redis.xrange(this.key(id), '-', '+');
+    const stale: string[] = [];
+    let next = 0;
+    for (const [entryId, fields] of entries) {
+      const e = parseEntry(fields);
+      if (e.run !== 0 && e.run !== run) stale.push(entryId);
+      else next = Math.max(next, e.sequence + 1);
+    }
+    if (stale.length > 0) await this.redis.xdel(this.key(id), ...stale);
+    // A job that waited long in the queue: its log lives an hour from when it starts running.
+    await this.redis.pexpire(this.key(id), LOG_TTL_MS);
+    return next;
+  }
+
+  protected async readAfter(id: string, position: string | undefined, count: number): Promise<readonly LogEntry[]> {
+    const entries = await this.redis.xrange(this.key(id), position === undefined ? '-' : `(${position}`, '+', 'COUNT', count);
+    return entries.map(([entryId, fields]) => [entryId, parseEntry(fields)] as const);
+  }
+
   /** One subscription per process, opened by the first follower. */
-  private subscribe(): Promise<void> {
+  protected listen(): Promise<void> {
     if (this.subscribed !== undefined) return this.subscribed;
     const sub = this.redis.duplicate();
+    watchRedis(sub, 'event-log-subscriber', this.log);
     this.subscriber = sub;
-    sub.on('message', (_channel: string, id: string) => {
-      for (const wake of this.waiting.get(id) ?? []) wake();
-    });
+    sub.on('message', (_channel: string, id: string) => this.announced(id));
     this.subscribed = sub.subscribe(this.channel).then(
       () => undefined,
       (err: unknown) => {
@@ -170,16 +208,83 @@ export class ResponseEventLog {
     return this.subscribed;
   }
 
-  /** Ends every follow (`released`): the process is shutting down; clients resume elsewhere. */
-  release(): void {
-    this.released = true;
-    for (const wakeUps of this.waiting.values()) for (const wake of wakeUps) wake();
-  }
-
   async close(): Promise<void> {
     this.release();
     await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
     await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+}
+
+/**
+ * The log in this process's memory, for `switchyard start` without Redis: the same semantics
+ * (runs, restarts, an hour's life), gone when the process stops.
+ */
+export class MemoryEventLog extends EventLog {
+  private readonly logs = new Map<string, { entries: LoggedEvent[]; positions: number[]; expiry: NodeJS.Timeout | undefined }>();
+  private nextPosition = 1;
+
+  private log(id: string): { entries: LoggedEvent[]; positions: number[]; expiry: NodeJS.Timeout | undefined } {
+    let log = this.logs.get(id);
+    if (log === undefined) {
+      log = { entries: [], positions: [], expiry: undefined };
+      this.logs.set(id, log);
+    }
+    clearTimeout(log.expiry);
+    log.expiry = setTimeout(() => this.logs.delete(id), LOG_TTL_MS);
+    log.expiry.unref();
+    return log;
+  }
+
+  append(id: string, run: number, events: readonly { frame: string; type: string; sequence: number }[]): Promise<void> {
+    if (events.length === 0) return Promise.resolve();
+    const log = this.log(id);
+    for (const e of events) {
+      log.entries.push({ ...e, run });
+      log.positions.push(this.nextPosition++);
+    }
+    this.announced(id);
+    return Promise.resolve();
+  }
+
+  drop(id: string): Promise<void> {
+    clearTimeout(this.logs.get(id)?.expiry);
+    this.logs.delete(id);
+    return Promise.resolve();
+  }
+
+  beginRun(id: string, run: number): Promise<number> {
+    const log = this.log(id);
+    let next = 0;
+    const keep = log.entries.map((e) => e.run === 0 || e.run === run);
+    log.entries.forEach((e, i) => {
+      if (keep[i] === true) next = Math.max(next, e.sequence + 1);
+    });
+    log.positions = log.positions.filter((_, i) => keep[i]);
+    log.entries = log.entries.filter((_, i) => keep[i]);
+    return Promise.resolve(next);
+  }
+
+  protected readAfter(id: string, position: string | undefined, count: number): Promise<readonly LogEntry[]> {
+    const log = this.logs.get(id);
+    if (log === undefined) return Promise.resolve([]);
+    const after = position === undefined ? 0 : Number(position);
+    const out: LogEntry[] = [];
+    for (let i = 0; i < log.entries.length && out.length < count; i++) {
+      const at = log.positions[i] as number;
+      if (at > after) out.push([String(at), log.entries[i] as LoggedEvent]);
+    }
+    return Promise.resolve(out);
+  }
+
+  protected listen(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    this.release();
+    for (const log of this.logs.values()) clearTimeout(log.expiry);
+    this.logs.clear();
+    return Promise.resolve();
   }
 }
 
@@ -191,7 +296,7 @@ export class LoggedEventSink implements EventSink {
   private failure: Error | undefined;
 
   constructor(
-    private readonly log: ResponseEventLog,
+    private readonly log: EventLog,
     private readonly id: string,
     private readonly run: number,
   ) {}

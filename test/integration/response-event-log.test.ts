@@ -1,12 +1,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { LoggedEventSink, ResponseEventLog, type FollowEnd, type LoggedEvent } from '../../gateway/responses/response-event-log.js';
+import { LoggedEventSink, RedisEventLog, type FollowEnd, type LoggedEvent } from '../../gateway/responses/response-event-log.js';
 import { ResponseEventWriter } from '../../gateway/responses/response-events.js';
 import { REDIS_URL, uniqueName } from '../helpers/services.js';
 
 /** The event log of streamed background responses, on the machine's Redis (own prefix). */
 const prefix = `${uniqueName('sytest')}:`;
-const gateway = new ResponseEventLog(REDIS_URL, prefix); // follows
-const worker = new ResponseEventLog(REDIS_URL, prefix); // writes, as another process would
+const gateway = new RedisEventLog(REDIS_URL, prefix); // follows
+const worker = new RedisEventLog(REDIS_URL, prefix); // writes, as another process would
 afterAll(async () => {
   await Promise.all([gateway.close(), worker.close()]);
 });
@@ -39,7 +39,7 @@ async function queuedThenStarted(id: string, run: number, deltas: string[]): Pro
   return { writer, sink };
 }
 
-describe('ResponseEventLog', () => {
+describe('RedisEventLog', () => {
   it('a follower gets what was logged, then new events as they are written, and stops at the terminal one', async () => {
     const id = uniqueName('resp');
     const { writer, sink } = await queuedThenStarted(id, 1, ['a', 'b']);
@@ -99,7 +99,7 @@ describe('ResponseEventLog', () => {
     leaving.closed.abort();
     expect(await leaving.done).toBe('closed');
 
-    const other = new ResponseEventLog(REDIS_URL, prefix);
+    const other = new RedisEventLog(REDIS_URL, prefix);
     const ids = uniqueName('resp');
     await queuedThenStarted(ids, 1, []);
     const held = other.follow(ids, { startingAfter: -1, signal: new AbortController().signal, isSettled: () => Promise.resolve(false), onEvent: () => undefined });

@@ -49,7 +49,7 @@ export function nodeRoutes(admin: FastifyInstance, nodes: NodeStore, fleet: Flee
     return {
       id: s.id, object: 'node', source: 'static', region: s.regionId, cluster: s.clusterId, url: s.baseUrl, engine: s.engine,
       models: s.models, capacity: { tokensPerSecond: s.tokensPerSecond, maxSequences: s.maxSequences }, draining: false,
-      live: { healthy: state.isAvailable(Date.now()), inflight: state.inflight },
+      live: { healthy: state.isAvailable(Date.now()), fresh: state.isFresh(Date.now()), inflight: state.inflight, report: state.report ?? null },
     };
   };
   const readOnly = (id: string): void => {

@@ -3,8 +3,8 @@ import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
 import { TERMINAL_STATUSES, type ResponseStore, type StoredResponse } from '../../../core/storage/response-store.js';
 import type { GatewayDeps } from '../../gateway-deps.js';
 import type { CallContext } from '../../request-context.js';
-import type { BackgroundJobs } from '../../responses/background-jobs.js';
-import { LoggedEventSink, type ResponseEventLog } from '../../responses/response-event-log.js';
+import type { JobQueue } from '../../responses/background-jobs.js';
+import { LoggedEventSink, type EventLog } from '../../responses/response-event-log.js';
 import { ResponseEventWriter, toClient } from '../../responses/response-events.js';
 import type { ResponseRunner, RunResult } from '../../responses/response-runner.js';
 import { inputItemsPage, newMessageId, newResponseId, parseResponsesRequest, toResponseObject } from '../../responses/translate.js';
@@ -13,10 +13,13 @@ import { openEventStream } from './event-stream.js';
 export interface ResponsesDeps {
   readonly store: ResponseStore;
   readonly runner: ResponseRunner;
-  /** Present with Redis: background responses are BullMQ jobs run by `switchyard worker`. */
-  readonly jobs: BackgroundJobs | undefined;
-  /** Present with Redis: the events of streamed background responses. */
-  readonly events: ResponseEventLog | undefined;
+  /**
+   * Where background responses go: BullMQ jobs run by `switchyard worker` (with Redis), or this
+   * process (`switchyard start` without Redis). Absent: background responses are refused.
+   */
+  readonly jobs: JobQueue | undefined;
+  /** The events of streamed background responses (Redis, or memory beside in-process jobs). */
+  readonly events: EventLog | undefined;
 }
 
 /**
@@ -27,7 +30,7 @@ export interface ResponsesDeps {
  */
 export function responsesRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const r = deps.responses;
-  app.post('/v1/responses', (request, reply) => create(deps, r, request, reply));
+  app.post('/v1/responses', { config: { jsonBodyRequired: true } }, (request, reply) => create(deps, r, request, reply));
   app.get('/v1/responses/:id', async (request, reply) => {
     const found = await owned(r.store, request);
     const query = request.query as Record<string, unknown>;
@@ -91,10 +94,12 @@ async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyReque
   if (body.background && r.jobs === undefined) {
     throw new SwitchyardError(
       ErrorCode.InvalidRequest,
-      'Background responses need Redis: start the gateway and `switchyard worker` with REDIS_URL set (their jobs are BullMQ queues in Redis).',
+      'Background responses need Redis: start the gateway and `switchyard worker` with REDIS_URL set (their jobs are BullMQ queues in Redis), or use `switchyard start`, which runs them in-process.',
       { param: 'background' },
     );
   }
+  const noWorker = body.background ? r.jobs?.unavailable(Date.now()) : undefined;
+  if (noWorker !== undefined) throw new SwitchyardError(ErrorCode.NoWorker, noWorker, { param: 'background', retryAfterSeconds: 30 });
   let conversationId: string | undefined;
   let promptCacheKey = body.promptCacheKey;
   if (body.previousResponseId !== null) {
@@ -139,11 +144,11 @@ async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyReque
     await r.store.put(record);
     if (record.streamed) {
       // The log starts before the job exists, so a follower never waits on an empty one.
-      const sink = new LoggedEventSink(r.events as ResponseEventLog, id, 0);
+      const sink = new LoggedEventSink(r.events as EventLog, id, 0);
       new ResponseEventWriter(sink).queued(toResponseObject(record));
       await sink.flush();
     }
-    await (r.jobs as BackgroundJobs).enqueue(id);
+    await (r.jobs as JobQueue).enqueue(id);
     return record.streamed ? followLog(deps, r, record, request, reply, -1) : toResponseObject(record);
   }
   if (body.store) await r.store.put(record);
@@ -247,7 +252,7 @@ async function followLog(deps: GatewayDeps, r: ResponsesDeps, record: StoredResp
   openEventStream(reply);
   let lastSequence = startingAfter;
   let settledChecks = 0;
-  const end = await (r.events as ResponseEventLog).follow(record.id, {
+  const end = await (r.events as EventLog).follow(record.id, {
     startingAfter,
     signal: closed.signal,
     onEvent: (e) => {
