@@ -12,6 +12,7 @@ import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
 import { RedisRateLimiter } from '../core/ratelimit/redis-rate-limiter.js';
 import { ResilientRateLimiter } from '../core/ratelimit/resilient-rate-limiter.js';
 import type { Logger } from '../core/logger.js';
+import { watchRedis } from '../core/redis-connection.js';
 import { PgKeyStore, type KeyStore } from '../core/storage/key-store.js';
 import { PgNodeStore, type NodeStore } from '../core/storage/node-store.js';
 import { MemoryLiveState, RedisLiveState, type LiveState } from '../core/storage/live-state.js';
@@ -98,7 +99,7 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
         );
   const archive = new PgResponseArchive(db);
   const responses: ResponseStore = redis === undefined ? new MemoryResponseStore(archive) : new RedisResponseStore(redis, settings.redisPrefix, archive);
-  const liveState: LiveState = redis === undefined ? new MemoryLiveState() : new RedisLiveState(redis, settings.redisPrefix);
+  const liveState: LiveState = redis === undefined ? new MemoryLiveState() : new RedisLiveState(redis, settings.redisPrefix, log);
   return {
     db,
     redis,
@@ -161,15 +162,8 @@ function connectRedis(url: string, log: Logger): Redis {
     commandTimeout: 1000,
     retryStrategy: (attempt) => Math.min(2000, 50 * 2 ** Math.min(attempt, 6)),
   });
-  let down = false;
-  redis.on('error', (err: Error) => {
-    if (!down) log.warn({ err: err.message }, 'redis unreachable');
-    down = true;
-  });
-  redis.on('ready', () => {
-    if (down) log.info('redis reachable again');
-    down = false;
-  });
+  // Limiter, ledger, usage buffer, response store and the live-state publisher share it.
+  watchRedis(redis, 'state', log);
   return redis;
 }
 

@@ -1,5 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
+import type { Logger } from '../logger.js';
+import { watchRedis } from '../redis-connection.js';
 
 /** One node's engine load, as the scheduler received it from the node's agent. */
 export interface LiveLoad {
@@ -56,6 +58,8 @@ export class RedisLiveState implements LiveState {
   constructor(
     private readonly redis: Redis,
     prefix: string,
+    /** Says when the subscriber connection loses Redis and gets it back. */
+    private readonly log?: Logger,
   ) {
     this.channel = `${prefix}live-load`;
     this.hash = `${prefix}live-nodes`;
@@ -81,7 +85,7 @@ export class RedisLiveState implements LiveState {
 
   private async openSubscriber(): Promise<Redis> {
     const sub = this.redis.duplicate({ enableOfflineQueue: true });
-    sub.on('error', () => undefined); // reconnects by itself; the publisher side logs outages
+    watchRedis(sub, 'live-state-subscriber', this.log);
     sub.on('message', (_channel: string, message: string) => {
       const load = parseLoad(message);
       if (load !== undefined) for (const listener of this.listeners) listener(load);

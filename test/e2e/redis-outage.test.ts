@@ -11,6 +11,7 @@ const redisProxy = new TcpProxy('127.0.0.1', 6379);
 const started: RunningProcess[] = [];
 let open: RunningProcess;
 let closed: RunningProcess;
+let worker: RunningProcess;
 
 async function track(p: Promise<RunningProcess>): Promise<RunningProcess> {
   const proc = await p;
@@ -34,7 +35,7 @@ beforeAll(async () => {
   const yaml = regionsYaml([{ id: 'r', nodes: [{ id: 'n1', url: sim.url }] }]);
   open = await track(startGatewayProcess(yaml, [], env('open')));
   closed = await track(startGatewayProcess(yaml, [], env('closed')));
-  await track(startCli(['worker', '--port', '0'], 'worker running', env('open')));
+  worker = await track(startCli(['worker', '--port', '0'], 'worker running', env('open')));
 });
 
 afterAll(async () => {
@@ -42,6 +43,15 @@ afterAll(async () => {
   await redisProxy.stop();
   await dropSchema(schema);
 });
+
+/** `module/role` of each JSON log line of `proc` with this message. */
+function redisEvents(proc: RunningProcess, msg: string): string[] {
+  return proc.output
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { msg?: string; module?: string; role?: string })
+    .filter((e) => e.msg === msg)
+    .map((e) => `${e.module ?? '?'}/${e.role ?? '?'}`);
+}
 
 async function limiterErrors(gw: RunningProcess): Promise<number> {
   const text = await (await fetch(`${gw.url}/metrics`)).text();
@@ -89,5 +99,17 @@ describe('Redis unreachable', () => {
       15_000,
       'every usage record, those made during the outage included',
     );
+
+    // Every connection has an error listener: no ioredis stack traces on stderr. Each connection
+    // role's outage is logged once, and so is its end (some roles reconnect later than others).
+    for (const proc of [open, closed, worker]) {
+      expect(proc.output.join('\n')).not.toContain('Unhandled error event');
+      const down = redisEvents(proc, 'redis unreachable');
+      expect(down).toContain('services/state');
+      expect(down).toEqual([...new Set(down)]);
+      const sorted = (roles: string[]) => JSON.stringify([...roles].sort());
+      await eventually(async () => sorted(redisEvents(proc, 'redis reachable again')) === sorted(down), 15_000, `the end of the outage of ${down.join(', ')}`);
+    }
+    expect(redisEvents(worker, 'redis unreachable')).toContain('worker/bullmq-worker');
   });
 });
