@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { createRegistry } from '../core/metrics.js';
 import { packageVersion } from '../core/version.js';
 import type { Logger } from '../core/logger.js';
@@ -96,6 +96,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
     },
     collect,
     log,
+    onRefused: (code) => gauges.refused(code),
     onCommand: (cmd: SchedulerCommand) => {
       if (cmd.drain) draining = true;
       if (cmd.resume) draining = false;
@@ -104,11 +105,19 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   });
 
   const server: Server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(req.url === '/healthz' ? 200 : 404).end();
+    if (req.url === '/healthz') {
+      // Refused is the one state retrying alone will not fix; a scheduler that is merely away is not
+      // this agent's fault, so it stays healthy then.
+      const refusal = reporter.refusal;
+      if (refusal === undefined) res.writeHead(200).end();
+      else res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' }).end(`refused by the scheduler: ${refusal.code}: ${refusal.details}\n`);
       return;
     }
-    gauges.update(lastGpus, lastEngine, reporter.connected, draining);
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end();
+      return;
+    }
+    gauges.update(lastGpus, lastEngine, reporter.connected, draining, reporter.refusal !== undefined);
     registry.metrics().then(
       (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
       () => res.writeHead(500).end(),
@@ -182,11 +191,21 @@ function agentGauges(registry: Registry) {
   const kv = new Gauge({ name: 'switchyard_agent_engine_kv_cache_usage_ratio', help: 'KV-cache in use, 0-1.', registers });
   const connected = new Gauge({ name: 'switchyard_agent_connected', help: '1 while the scheduler stream is up.', registers });
   const drained = new Gauge({ name: 'switchyard_agent_draining', help: '1 while the operator has drained this node.', registers });
+  const refused = new Gauge({ name: 'switchyard_agent_refused', help: '1 while the scheduler refuses this agent (until it welcomes it).', registers });
+  const refusals = new Counter({
+    name: 'switchyard_agent_refused_total',
+    help: 'Connections the scheduler refused, by gRPC code.',
+    labelNames: ['code'] as const,
+    registers,
+  });
   const set = (g: Gauge<(typeof gpuLabels)[number]>, labels: Record<string, string>, v: number | null): void => {
     if (v !== null) g.set(labels, v);
   };
   return {
-    update(gpus: readonly GpuSample[], engine: EngineSample | undefined, isConnected: boolean, isDraining: boolean): void {
+    refused(code: string): void {
+      refusals.inc({ code });
+    },
+    update(gpus: readonly GpuSample[], engine: EngineSample | undefined, isConnected: boolean, isDraining: boolean, isRefused: boolean): void {
       for (const g of [util, memUsed, memTotal, temp, power]) g.reset();
       for (const g of gpus) {
         const labels: Record<string, string> = { gpu: String(g.index), uuid: g.uuid, name: g.name };
@@ -208,6 +227,7 @@ function agentGauges(registry: Registry) {
       if (engine?.kvCacheUsage != null) kv.set(engine.kvCacheUsage);
       connected.set(isConnected ? 1 : 0);
       drained.set(isDraining ? 1 : 0);
+      refused.set(isRefused ? 1 : 0);
     },
   };
 }

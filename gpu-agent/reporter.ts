@@ -10,6 +10,8 @@ export interface ReporterOptions {
   readonly collect: () => Promise<LoadReport>;
   readonly log: Logger;
   readonly onCommand?: (command: SchedulerCommand) => void;
+  /** Called on every refusal (each retry too), with the gRPC code name in lower case. */
+  readonly onRefused?: (code: string) => void;
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
   readonly random?: () => number;
@@ -19,11 +21,27 @@ export interface ReporterOptions {
 
 type Call = grpc.ClientDuplexStream<AgentMessage, SchedulerCommand>;
 
+/** The scheduler said no to this agent (wrong or rotated join token, unknown node). */
+export interface Refusal {
+  /** The gRPC status name, e.g. UNAUTHENTICATED. */
+  readonly code: string;
+  readonly details: string;
+  readonly atMs: number;
+}
+
+/** Answers that will not change by retrying alone: an operator has to fix the token or the node. */
+const REFUSED: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED]);
+
 /**
  * The agent's side of the protocol: connect, Hello, then a LoadReport per interval (the interval
  * the scheduler's Welcome or SetReportInterval names). Any end of the stream, refused or broken,
  * leads to a reconnect after exponential backoff with full jitter, so a fleet of agents does not
  * reconnect in lockstep after a scheduler restart.
+ *
+ * A refusal (UNAUTHENTICATED, PERMISSION_DENIED) is kept in `refusal` until a Welcome arrives, so
+ * the agent can say it is unhealthy and why; retries go on (the operator may fix the token). A
+ * failure is logged once per distinct code and details, not once per retry: a refusal at error
+ * level, a broken stream at warn, repeats at debug.
  */
 export class AgentReporter {
   private readonly client: grpc.Client & { Connect(): Call };
@@ -36,6 +54,10 @@ export class AgentReporter {
   connected = false;
   intervalMs = 0;
   lastError: grpc.ServiceError | undefined;
+  /** The scheduler's last refusal, until it welcomes this agent. */
+  refusal: Refusal | undefined;
+  /** The failure last logged, so that retries failing the same way stay quiet. */
+  private lastLogged: string | undefined;
 
   constructor(private readonly opts: ReporterOptions) {
     const { Client } = agentService();
@@ -57,13 +79,27 @@ export class AgentReporter {
     const call = this.client.Connect();
     this.call = call;
     call.on('data', (cmd: SchedulerCommand) => this.onCommand(cmd));
-    call.on('error', (err: grpc.ServiceError) => {
-      this.lastError = err;
-      if (!this.stopped) this.opts.log.warn({ code: err.code, details: err.details }, 'scheduler stream failed');
-    });
+    call.on('error', (err: grpc.ServiceError) => this.failed(err));
     call.on('close', () => this.closed(call));
     call.on('end', () => this.closed(call));
     call.write({ hello: this.opts.hello });
+  }
+
+  private failed(err: grpc.ServiceError): void {
+    this.lastError = err;
+    if (this.stopped) return;
+    const code = grpc.status[err.code] ?? String(err.code);
+    const refused = REFUSED.has(err.code);
+    if (refused) {
+      this.refusal = { code, details: err.details, atMs: Date.now() };
+      this.opts.onRefused?.(code.toLowerCase());
+    }
+    const key = `${code}:${err.details}`;
+    const fields = { code, details: err.details, target: this.opts.target, nodeId: this.opts.hello.node_id };
+    if (key === this.lastLogged) this.opts.log.debug(fields, refused ? 'the scheduler refused this agent again' : 'scheduler stream failed again');
+    else if (refused) this.opts.log.error({ ...fields, hint: 'check --node-id and --join-token; `switchyard nodes register --rotate-token` issues a new token' }, 'the scheduler refused this agent; retrying with backoff');
+    else this.opts.log.warn(fields, 'scheduler stream failed');
+    this.lastLogged = key;
   }
 
   private onCommand(cmd: SchedulerCommand): void {
@@ -71,6 +107,8 @@ export class AgentReporter {
       this.connected = true;
       this.attempt = 0;
       this.lastError = undefined;
+      this.refusal = undefined;
+      this.lastLogged = undefined;
       this.schedule(cmd.welcome.report_interval_ms);
       this.opts.log.info({ intervalMs: this.intervalMs }, 'connected to scheduler');
     } else if (cmd.set_report_interval) {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { once } from 'node:events';
+import { on, once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -34,7 +34,10 @@ async function scheduler(port = 0, extra: Partial<ConstructorParameters<typeof A
   const service = new AgentService({
     auth, log, reportIntervalMs: 100,
     onReport: (v: AgentView) => events.emit('report', v),
-    onRejected: (r) => counts.rejected.set(r, (counts.rejected.get(r) ?? 0) + 1),
+    onRejected: (r) => {
+      counts.rejected.set(r, (counts.rejected.get(r) ?? 0) + 1);
+      events.emit('rejected', r);
+    },
     onClamped: (f) => counts.clamped.push(f),
     ...extra,
   });
@@ -224,5 +227,53 @@ describe('agent protocol over TLS, and the agent with a DCGM exporter', () => {
     expect(view.lastReport?.gpus[1]).not.toHaveProperty('mig_gpu_instance_id');
     expect(counts.clamped).toEqual(['gpus[1].mig_gpu_instance_id']);
     call.end();
+  });
+});
+
+describe('an agent the scheduler refuses', () => {
+  it('turns unhealthy: /healthz answers 503 naming the reason, /metrics says refused', async () => {
+    const { port } = await scheduler();
+    const agent = await startAgent({
+      schedulerTarget: `127.0.0.1:${port}`, nodeId: 'node-a', joinToken: 'rotated-away', engineUrl: 'http://127.0.0.1:9', host: '127.0.0.1',
+      metricsPort: 0, log, version: 'test', exec: async () => ({ exitCode: 127, stdout: '', stderr: '' }),
+    });
+    open.push(agent);
+    await expect.poll(async () => (await fetch(`${agent.metricsUrl}/healthz`)).status).toBe(503);
+    const body = await (await fetch(`${agent.metricsUrl}/healthz`)).text();
+    expect(body).toContain('UNAUTHENTICATED');
+    expect(body).toContain('unknown node or wrong join token');
+    const metrics = await (await fetch(`${agent.metricsUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^switchyard_agent_refused 1$/m);
+    expect(metrics).toMatch(/^switchyard_agent_refused_total\{code="unauthenticated"\} [1-9]/m);
+    expect(metrics).toMatch(/^switchyard_agent_connected 0$/m);
+  });
+
+  it('logs a refusal once, keeps retrying with backoff, and is healthy again once welcomed', async () => {
+    let accept = false;
+    const { port, events } = await scheduler(0, { auth: { verify: async () => accept } });
+    const lines: Array<{ level: number; msg: string; code?: string }> = [];
+    const capture = createLogger({ name: 'test', level: 'debug', format: 'json' }, {
+      write: (line: string) => lines.push(JSON.parse(line) as (typeof lines)[number]),
+    } as unknown as NodeJS.WritableStream);
+    const refused: string[] = [];
+    const reporter = new AgentReporter({
+      target: `127.0.0.1:${port}`, hello: hello(), log: capture, backoffBaseMs: 1, backoffMaxMs: 5,
+      collect: async () => report(), onRefused: (code) => refused.push(code),
+    });
+    open.push(reporter);
+    reporter.start();
+    let rejections = 0;
+    for await (const _ of on(events, 'rejected')) if (++rejections === 4) break;
+    await expect.poll(() => refused.length).toBeGreaterThanOrEqual(4);
+    expect(reporter.refusal).toMatchObject({ code: 'UNAUTHENTICATED', details: 'unknown node or wrong join token' });
+    expect(new Set(refused)).toEqual(new Set(['unauthenticated']));
+    const errors = lines.filter((l) => l.level === 50);
+    expect(errors.map((l) => [l.msg, l.code])).toEqual([['the scheduler refused this agent; retrying with backoff', 'UNAUTHENTICATED']]);
+    expect(lines.filter((l) => l.msg === 'the scheduler refused this agent again').length).toBeGreaterThanOrEqual(2);
+
+    accept = true; // the operator fixed the token
+    await once(events, 'report');
+    expect(reporter.connected).toBe(true);
+    expect(reporter.refusal).toBeUndefined();
   });
 });
