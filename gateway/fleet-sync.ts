@@ -21,13 +21,17 @@ export class FleetSync {
     private readonly live: LiveState,
     private readonly log: Logger,
     private readonly pollMs = 1000,
+    /** Called when a node's agent reports that its engine stopped answering. */
+    private readonly onEngineDown: (nodeId: string) => void = () => undefined,
   ) {}
 
   async start(): Promise<void> {
     await this.live.subscribe((load) => {
       const node = this.fleet.nodes.get(load.nodeId);
       if (node === undefined) return;
-      node.report = { running: load.running, waiting: load.waiting, kvCacheUsage: load.kvCacheUsage, atMs: load.atMs };
+      const wasDown = node.report?.engineDown === true;
+      node.report = { running: load.running, waiting: load.waiting, kvCacheUsage: load.kvCacheUsage, atMs: load.atMs, engineDown: load.engineDown === true };
+      if (load.engineDown === true && !wasDown) this.onEngineDown(node.id);
       if (load.learnedTokensPerSecond !== undefined && load.learnedTokensPerSecond > 0) node.learnedTokensPerSecond = load.learnedTokensPerSecond;
     });
     await this.sync();

@@ -6,6 +6,7 @@ import type { CallContext } from './request-context.js';
 import type { CostEstimator } from '../scheduler/capacity/cost-estimator.js';
 import type { GatewayMetrics } from './gateway-metrics.js';
 import type { UpstreamProxy } from './upstream/proxy.js';
+import type { OpenStreams } from './upstream/open-streams.js';
 import type { RequestAccounting } from './usage/accounting.js';
 import type { KeyCache } from './auth/key-cache.js';
 import type { AdminDeps } from './routes/admin/admin-routes.js';
@@ -17,6 +18,8 @@ export interface GatewayDeps {
   readonly region: RegionSpec;
   readonly fleet: Fleet;
   readonly proxy: UpstreamProxy;
+  /** Streams open to each node, ended when it is declared down. */
+  readonly streams: OpenStreams;
   readonly metrics: GatewayMetrics;
   readonly registry: Registry;
   readonly accounting: RequestAccounting;

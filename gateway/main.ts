@@ -148,6 +148,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       region,
       fleet,
       proxy,
+      streams: stack.streams,
       metrics,
       registry,
       accounting,

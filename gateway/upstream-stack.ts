@@ -10,6 +10,7 @@ import { Fleet } from '../scheduler/fleet.js';
 import { DEFAULT_PLACEMENT_OPTIONS, ExpectedCompletionPolicy } from '../scheduler/placement/expected-completion.js';
 import { CapacityGate } from './capacity/capacity-gate.js';
 import { CapacityMetrics } from './capacity/capacity-metrics.js';
+import { OpenStreams, type NodeDownReason } from './upstream/open-streams.js';
 import { FleetSync } from './fleet-sync.js';
 import { GatewayMetrics } from './gateway-metrics.js';
 import { NodeHealth } from './upstream/node-health.js';
@@ -47,6 +48,8 @@ export class UpstreamStack {
   readonly proxy: UpstreamProxy;
   readonly costs: CostEstimator;
   readonly policyName: string;
+  /** Streams open to each node: ended at once when the node is declared down. */
+  readonly streams: OpenStreams;
   private readonly fleetSync: FleetSync;
 
   constructor(opts: UpstreamStackOptions) {
@@ -55,7 +58,12 @@ export class UpstreamStack {
     this.fleet = new Fleet(opts.topology, settings.staleAfterIntervals * settings.reportIntervalMs);
     this.metrics = new GatewayMetrics(registry, this.fleet);
     this.pools = new UpstreamPools(this.fleet, settings);
-    this.health = new NodeHealth(this.fleet, this.pools, settings, log.child({ module: 'node-health' }));
+    this.streams = new OpenStreams(registry);
+    const nodeDown = (nodeId: string, reason: NodeDownReason): void => {
+      const ended = this.streams.endAll(nodeId, reason);
+      if (ended > 0) log.warn({ nodeId, reason, streams: ended }, 'node declared down: its open streams were ended');
+    };
+    this.health = new NodeHealth(this.fleet, this.pools, settings, log.child({ module: 'node-health' }), Date.now, (node) => nodeDown(node.id, 'health_probe'));
     const { services } = opts;
     if (services.ledgerErrors !== undefined) {
       counterFrom(
@@ -77,7 +85,9 @@ export class UpstreamStack {
     );
     this.proxy = new UpstreamProxy(this.gate, this.pools, this.health, this.metrics, settings, log);
     this.costs = new CostEstimator(settings.defaultMaxTokens);
-    this.fleetSync = new FleetSync(this.fleet, services.nodeStore, services.liveState, log.child({ module: 'fleet-sync' }));
+    this.fleetSync = new FleetSync(this.fleet, services.nodeStore, services.liveState, log.child({ module: 'fleet-sync' }), 1000, (id) =>
+      nodeDown(id, 'engine_down'),
+    );
   }
 
   async start(): Promise<void> {

@@ -170,6 +170,7 @@ function toGpuStats(g: GpuSample): GpuStats {
 
 function toEngineStats(e: EngineSample | undefined): NonNullable<LoadReport['engine']> {
   const out: NonNullable<LoadReport['engine']> = { running_requests: e?.running ?? 0, waiting_requests: e?.waiting ?? 0 };
+  if (e === undefined) out.engine_unreachable = true;
   if (e?.kvCacheUsage != null) out.kv_cache_usage = e.kvCacheUsage;
   if (e?.promptTokensTotal != null) out.prompt_tokens_total = e.promptTokensTotal;
   if (e?.generationTokensTotal != null) out.generation_tokens_total = e.generationTokensTotal;

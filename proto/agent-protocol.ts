@@ -38,6 +38,7 @@ export interface EngineStats {
   kv_cache_usage?: number;
   prompt_tokens_total?: number;
   generation_tokens_total?: number;
+  engine_unreachable?: boolean;
 }
 
 export interface LoadReport {

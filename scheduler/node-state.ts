@@ -7,6 +7,8 @@ export interface EngineLoad {
   readonly kvCacheUsage: number | undefined;
   /** When the scheduler received it (ms since epoch). */
   readonly atMs: number;
+  /** The agent could not reach the engine: no traffic until a report says otherwise. */
+  readonly engineDown?: boolean;
 }
 
 /**
@@ -58,7 +60,9 @@ export class NodeState {
   }
 
   isAvailable(now: number): boolean {
-    return this.healthy && this.ejectedUntil <= now && !this.draining && (!this.requiresAgent || this.isFresh(now));
+    return (
+      this.healthy && this.ejectedUntil <= now && !this.draining && this.report?.engineDown !== true && (!this.requiresAgent || this.isFresh(now))
+    );
   }
 
   isFresh(now: number): boolean {

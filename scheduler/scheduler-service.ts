@@ -128,6 +128,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
         waiting: r.engine.waiting_requests,
         kvCacheUsage: r.engine.kv_cache_usage,
         atMs,
+        engineDown: r.engine.engine_unreachable === true,
         // Sent once it rests on observations; until then gateways plan with the declared value.
         learnedTokensPerSecond: learned !== undefined && learned.observations > 0 ? learned.tokensPerSecond : undefined,
       });

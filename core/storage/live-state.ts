@@ -11,6 +11,8 @@ export interface LiveLoad {
   readonly kvCacheUsage: number | undefined;
   /** Scheduler's receive time, ms since the epoch (gateways judge freshness by it). */
   readonly atMs: number;
+  /** The agent could not reach its engine at this report: the node serves nothing now. */
+  readonly engineDown?: boolean | undefined;
   /** Capacity the scheduler has learned from the node's token counter (declared as prior). */
   readonly learnedTokensPerSecond?: number | undefined;
 }

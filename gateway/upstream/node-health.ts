@@ -48,6 +48,8 @@ export class NodeHealth {
     private readonly settings: NodeHealthSettings,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** Called when probes turn a passing node unhealthy (its open streams are ended). */
+    private readonly onDown: (node: NodeState) => void = () => undefined,
   ) {}
 
   /** Probes every node once (so the first requests already avoid dead nodes), then periodically. */
@@ -113,6 +115,7 @@ export class NodeHealth {
         if (healthy !== node.healthy) {
           node.healthy = healthy;
           this.log.info({ nodeId: node.id, healthy, failedProbes: failed }, 'node health changed');
+          if (!healthy) this.onDown(node);
         }
       }),
     );

@@ -9,6 +9,8 @@ export interface RelayOptions {
   readonly clientWantsUsage: boolean;
   /** Called once, when the first event is written to the client. */
   readonly onFirstEvent: () => void;
+  /** Why the upstream body was destroyed on purpose (its node was declared down), if it was. */
+  readonly endedBy?: () => string | undefined;
 }
 
 export interface RelayResult {
@@ -18,6 +20,13 @@ export interface RelayResult {
   /** Why the stream ended early, as a metric reason; undefined when it ended cleanly. */
   readonly failure: string | undefined;
 }
+
+/** The error event a client gets for each way a stream can fail after its first byte. */
+const FAILURE_EVENTS: Record<string, string> = {
+  idle_timeout: errorEvent('The model server stopped sending tokens.', 'upstream_timeout'),
+  node_down: errorEvent('The node serving this stream was declared down (failed health checks, or its agent lost the engine).', 'upstream_unavailable'),
+  dropped: errorEvent('The model server connection was lost mid-stream.', 'upstream_error'),
+};
 
 /**
  * Relays an upstream SSE body to the client event by event. Each complete event is one write,
@@ -51,11 +60,8 @@ export async function relaySse(
       }
     }
   } catch (error) {
-    const reason = res.destroyed ? 'client_closed' : networkReason(error);
-    if (!res.destroyed) {
-      const message = reason === 'idle_timeout' ? 'The model server stopped sending tokens.' : 'The model server connection was lost mid-stream.';
-      res.end(errorEvent(message, reason === 'idle_timeout' ? 'upstream_timeout' : 'upstream_error'));
-    }
+    const reason = res.destroyed ? 'client_closed' : (opts.endedBy?.() ?? networkReason(error));
+    if (!res.destroyed) res.end(FAILURE_EVENTS[reason] ?? FAILURE_EVENTS['dropped']);
     return { usage, events, failure: reason };
   }
   if (splitter.rest() !== undefined && !res.destroyed) {

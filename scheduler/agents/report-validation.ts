@@ -45,6 +45,7 @@ export function sanitizeReport(report: LoadReport, now: number): { clean: CleanR
   if (prompt !== undefined) engine.prompt_tokens_total = prompt;
   const gen = counter(e.generation_tokens_total, 'generation_tokens_total', problems);
   if (gen !== undefined) engine.generation_tokens_total = gen;
+  if (e.engine_unreachable === true) engine.engine_unreachable = true;
   return { clean: { atMs, gpus: cleanGpus, engine }, problems };
 }
 

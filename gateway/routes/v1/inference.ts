@@ -132,13 +132,20 @@ async function relay(
   const model = call.model ?? '';
   openEventStream(reply);
   const res = reply.raw;
+  // A node declared down ends this stream at once instead of leaving the client to the idle timeout.
+  let nodeDown = false;
+  const untrack = deps.streams.track(upstream.node.id, () => {
+    nodeDown = true;
+    upstream.body.destroy(new Error('node declared down'));
+  });
   const result = await relaySse(upstream.body, res, {
     clientWantsUsage,
     onFirstEvent: () => {
       call.ttftMs = reply.elapsedTime;
       deps.metrics.ttft.observe({ model, region: upstream.node.spec.regionId }, call.ttftMs / 1000);
     },
-  });
+    endedBy: () => (nodeDown ? 'node_down' : undefined),
+  }).finally(untrack);
   const completion = result.usage?.completion_tokens ?? 0;
   if (result.failure === undefined && call.ttftMs !== undefined && completion > 1) {
     const perToken = (reply.elapsedTime - call.ttftMs) / (completion - 1);
