@@ -27,7 +27,7 @@ function schedulerMetrics(registry: Registry) {
     }),
     nodes: new Gauge({
       name: 'switchyard_scheduler_nodes',
-      help: 'Agent-reporting nodes by freshness (fresh, stale, unhealthy) as of the last sweep.',
+      help: 'Nodes by agent state as of the last sweep: fresh, stale, unhealthy (reports stopped), no_agent (registered, but no agent connected to this scheduler: never started, or refused).',
       labelNames: ['state'],
       registers,
     }),
@@ -152,6 +152,19 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
       (err: unknown) => log.warn({ err: (err as Error).message }, 'registry poll failed'),
     );
   }, 1000);
+  // The registry's node ids, for nodes with no agent at all (refreshed off the sweep's path).
+  let registered: readonly string[] = [];
+  const refreshRegistered = (): void => {
+    nodes.list().then(
+      (list) => {
+        registered = list.map((n) => n.id);
+      },
+      (err: unknown) => log.warn({ err: (err as Error).message }, 'registry list failed'),
+    );
+  };
+  refreshRegistered();
+  const registryTimer = setInterval(refreshRegistered, 5000);
+  registryTimer.unref();
   // Stale sweep: a node whose reports stopped is stale after `staleAfter` intervals (gateways stop
   // routing to it on their own clock too) and unhealthy after `unhealthyAfter` or once disconnected.
   const states = new Map<string, NodeFreshness>();
@@ -169,8 +182,11 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
     for (const id of states.keys()) if (!agents.agents.has(id)) states.set(id, 'unhealthy');
     // Every state always has a series (0 when no node is in it): alerts and panels on stale or
     // unhealthy nodes then evaluate to 0 rather than to "no data".
-    for (const state of ['fresh', 'stale', 'unhealthy'] as const) metrics.nodes.set({ state }, 0);
+    for (const state of ['fresh', 'stale', 'unhealthy', 'no_agent'] as const) metrics.nodes.set({ state }, 0);
     for (const state of states.values()) metrics.nodes.inc({ state });
+    // Registered nodes this scheduler never heard from (a restarted scheduler whose agents are
+    // refused has no freshness for them at all): without this they would count nowhere.
+    for (const id of registered) if (!states.has(id)) metrics.nodes.inc({ state: 'no_agent' });
   };
   const snapshot = async (): Promise<number> => {
     const rows = [...states.entries()].map(([id, state]) => {
@@ -208,6 +224,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
     snapshot,
     async stop() {
       clearInterval(poll);
+      clearInterval(registryTimer);
       await Promise.all(jobs.map((j) => j.destroy()));
       await agents.stop();
     },

@@ -66,4 +66,14 @@ describe('scheduler jobs', () => {
     expect(rows.rows[0]).toMatchObject({ declared_tokens_per_second: 1000 });
     expect(rows.rows[0].learned_tokens_per_second).toBeGreaterThan(1300);
   });
+
+  it('counts a registered node whose agent never connected as no_agent (a refused agent shows up in the metric the alert reads)', async () => {
+    await new PgNodeStore(db).register({
+      id: 'never-joined', region: 'r', cluster: 'c', url: 'http://127.0.0.1:1', engine: 'vllm', models: ['m'], tokensPerSecond: 100, maxSequences: 1,
+    });
+    // The registry is re-read every 5 s off the sweep's path.
+    await expect
+      .poll(async () => (scheduler.sweep(), await registry.getSingleMetricAsString('switchyard_scheduler_nodes')), { timeout: 10_000, interval: 200 })
+      .toMatch(/switchyard_scheduler_nodes\{state="no_agent"\} 1/);
+  });
 });
