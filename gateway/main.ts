@@ -183,7 +183,8 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : settings.port;
   const url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
-  log.info({ url, nodes: topology.nodes.length, policy: stack.policyName }, 'gateway listening');
+  // The fleet has read the registry by now: registered nodes count, not only the declared ones.
+  log.info({ url, nodes: fleet.nodes.size, declared: topology.nodes.length, policy: stack.policyName }, 'gateway listening');
 
   let closing: Promise<void> | undefined;
   return {
