@@ -28,7 +28,7 @@ const KNOWN_ENV = new Set([...KNOBS.map((k) => k.env), ...AGENT_ENV, 'SWITCHYARD
 
 describe('docker/compose.yaml', () => {
   it('has the services the issue asks for', () => {
-    for (const name of ['redis', 'postgres', 'prometheus', 'grafana', 'gateway-eu-west', 'gateway-eu-north', 'scheduler', 'worker', 'sim-1', 'sim-2', 'agent-1', 'agent-2']) {
+    for (const name of ['redis', 'postgres', 'prometheus', 'grafana', 'gateway-eu-west', 'gateway-eu-north', 'scheduler', 'worker-eu-west', 'worker-eu-north', 'sim-1', 'sim-2', 'agent-1', 'agent-2']) {
       expect(services, name).toHaveProperty(name);
     }
   });
@@ -67,6 +67,30 @@ describe('docker/compose.yaml', () => {
     expect([...regions.regions.keys()]).toEqual(['eu-west', 'eu-north']);
   });
 
+  it('runs one worker per region of its regions.yaml (a region without one leaves background responses queued)', () => {
+    const regions = parseRegions(readFileSync(join(DOCKER, 'regions.yaml'), 'utf8'));
+    const workerRegions = Object.values(services)
+      .filter((s) => s.command?.[0] === 'worker')
+      .map((s) => s.command?.[(s.command?.indexOf('--region') ?? -2) + 1]);
+    expect(workerRegions.sort()).toEqual([...regions.regions.keys()].sort());
+  });
+
+  it("each agent mounts only its own node's token volume; the register service writes them 0400 for the image's user", () => {
+    const agents = Object.entries(services).filter(([name]) => name.startsWith('agent-'));
+    expect(agents.length).toBe(2);
+    for (const [name, s] of agents) {
+      const node = s.environment?.['SWITCHYARD_NODE_ID'] as string;
+      expect(s.volumes, name).toEqual([`tokens-${node}:/tokens:ro`]);
+      expect(services['register']?.volumes, name).toContain(`tokens-${node}:/tokens/${node}`);
+    }
+    const script = readFileSync(join(DOCKER, 'register-nodes.sh'), 'utf8');
+    expect(script).toMatch(/umask 077/);
+    expect(script).toMatch(/chmod 0400/);
+    // Re-registering keeps the token; only a node whose token file is missing gets a new one.
+    expect(script).not.toMatch(/nodes remove/);
+    expect(script).toMatch(/--rotate-token/);
+  });
+
   it('every Switchyard container listens on all interfaces (others reach it by service name)', () => {
     expect(readFileSync(join(DOCKER, 'Dockerfile'), 'utf8')).toMatch(/SWITCHYARD_HOST=0\.0\.0\.0/);
     for (const [name, s] of Object.entries(services)) {
@@ -92,6 +116,15 @@ describe('docker/compose.yaml', () => {
 });
 
 describe('docker/Dockerfile', () => {
+  it('has a .dockerignore that keeps node_modules, data, dist and .git out of the build context', () => {
+    const ignored = readFileSync('.dockerignore', 'utf8').split('\n').map((l) => l.trim());
+    for (const path of ['node_modules', 'data', 'dist', '.git']) expect(ignored, path).toContain(path);
+    // Nothing the Dockerfile copies is ignored.
+    const copied = readFileSync(join(DOCKER, 'Dockerfile'), 'utf8').split('\n').filter((l) => l.startsWith('COPY ') && !l.includes('--from='))
+      .flatMap((l) => l.split(/\s+/).slice(1, -1));
+    for (const src of copied) expect(ignored, src).not.toContain(src.split('/')[0]);
+  });
+
   it('copies only files that exist', () => {
     const lines = readFileSync(join(DOCKER, 'Dockerfile'), 'utf8').split('\n').filter((l) => l.startsWith('COPY ') && !l.includes('--from='));
     expect(lines.length).toBeGreaterThan(5);
