@@ -79,7 +79,7 @@ export async function startBackgroundWork(
   });
   await worker.start();
   // Jobs by state of this region's queue, counted by Redis at scrape time.
-  const counts = new BackgroundJobs({ redisUrl: settings.redisUrl as string, redisPrefix: settings.redisPrefix, region: region.id, attempts: 1 });
+  const counts = new BackgroundJobs({ redisUrl: settings.redisUrl as string, redisPrefix: settings.redisPrefix, region: region.id, attempts: 1, log });
   new Gauge({
     name: 'switchyard_worker_jobs',
     help: "Background-response jobs in this worker's region queue, by state (waiting, active, delayed, prioritized, failed; completed ones are removed).",
