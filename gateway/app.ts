@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../core/logger.js';
-import { ErrorCode, SwitchyardError } from '../core/errors.js';
 import type { GatewayDeps } from './gateway-deps.js';
 import { errorHandling } from './plugins/error-handler.js';
 import { requestStart } from './plugins/auth.js';
+import { jsonBody } from './plugins/json-body.js';
+import { strictBodyValidators } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin/admin-routes.js';
 import { healthRoutes } from './routes/health.js';
 import { inferenceRoutes } from './routes/v1/inference.js';
@@ -35,23 +36,11 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
     childLoggerFactory: (logger) => logger,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
+    schemaController: { compilersFactory: { buildValidator: strictBodyValidators() } },
   });
 
   app.decorateRequest('rawBody', undefined);
-  // Keep the exact bytes: bodies that need no rewriting are forwarded as the client sent them.
-  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
-    const buf = body as Buffer;
-    request.rawBody = buf;
-    if (buf.length === 0) {
-      done(new SwitchyardError(ErrorCode.InvalidJson, 'Request body is empty; expected a JSON object.'), undefined);
-      return;
-    }
-    try {
-      done(null, JSON.parse(buf.toString('utf8')));
-    } catch {
-      done(new SwitchyardError(ErrorCode.InvalidJson, 'Request body is not valid JSON.'), undefined);
-    }
-  });
+  jsonBody(app);
 
   requestStart(app, deps.settings.auth, deps.keyCache);
   app.addHook('onResponse', (request, reply, done) => {

@@ -1,5 +1,7 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { ErrorCode, SwitchyardError, toOpenAIErrorBody } from '../../core/errors.js';
+import { discardRestOfBody } from './json-body.js';
+import { validationError } from './validation.js';
 
 /**
  * The one place errors become responses: every error leaves in OpenAI's shape with the status
@@ -7,7 +9,10 @@ import { ErrorCode, SwitchyardError, toOpenAIErrorBody } from '../../core/errors
  */
 export function errorHandling(app: FastifyInstance): void {
   app.setErrorHandler((raw: FastifyError | SwitchyardError | Error, request, reply) => {
-    const err = toSwitchyardError(raw);
+    const err = toSwitchyardError(raw, request);
+    // Fastify asked for `connection: close`, which would reset the socket under a client still
+    // sending the body: read the rest instead (bounded) so that it reads the 413.
+    if (err.code === ErrorCode.PayloadTooLarge && discardRestOfBody(request.raw)) reply.removeHeader('connection');
     if (request.call !== undefined) request.call.errorCode = err.code;
     if (err.status === 499) {
       // The client left; there is nobody to answer.
@@ -24,15 +29,13 @@ export function errorHandling(app: FastifyInstance): void {
   });
 }
 
-function toSwitchyardError(err: FastifyError | SwitchyardError | Error): SwitchyardError {
+function toSwitchyardError(err: FastifyError | SwitchyardError | Error, request: FastifyRequest): SwitchyardError {
   if (err instanceof SwitchyardError) return err;
   const fe = err as FastifyError;
   if (fe.validation !== undefined) {
-    const first = fe.validation[0];
-    const missing = (first?.params as { missingProperty?: string } | undefined)?.missingProperty;
-    const param = missing ?? first?.instancePath.replace(/^\//, '').replace(/\//g, '.') ?? null;
-    const message = missing !== undefined ? `'${missing}' is a required property` : `${param ?? 'body'} ${first?.message ?? 'is invalid'}`;
-    return new SwitchyardError(ErrorCode.InvalidRequest, message, { param: param === '' ? null : param });
+    const part = fe.validationContext;
+    const data = part === 'querystring' ? request.query : part === 'params' ? request.params : part === 'headers' ? request.headers : request.body;
+    return validationError(fe.validation, part, data);
   }
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
