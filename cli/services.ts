@@ -12,7 +12,7 @@ import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
 import { RedisRateLimiter } from '../core/ratelimit/redis-rate-limiter.js';
 import { ResilientRateLimiter } from '../core/ratelimit/resilient-rate-limiter.js';
 import type { Logger } from '../core/logger.js';
-import { watchRedis } from '../core/redis-connection.js';
+import { closeRedis, watchRedis } from '../core/redis-connection.js';
 import { PgKeyStore, type KeyStore } from '../core/storage/key-store.js';
 import { PgNodeStore, type NodeStore } from '../core/storage/node-store.js';
 import { MemoryLiveState, RedisLiveState, type LiveState } from '../core/storage/live-state.js';
@@ -122,7 +122,7 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
       await ledger.close();
       await responses.close();
       await db.close();
-      if (redis !== undefined) await redis.quit().catch(() => redis.disconnect());
+      await closeRedis(redis);
     },
   };
 }

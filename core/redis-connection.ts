@@ -46,3 +46,20 @@ export function watchRedis(client: Redis, role: string, log: Logger | undefined,
     });
   }
 }
+
+/**
+ * Closes a connection: QUIT when it is connected (pending replies arrive first), else at once.
+ * QUIT on a connection that is reconnecting waits for Redis to come back (a subscriber, or any
+ * connection with an offline queue), so a process told to stop during an outage would never exit.
+ */
+export async function closeRedis(client: Redis | undefined): Promise<void> {
+  if (client === undefined) return;
+  if (client.status !== 'ready') {
+    client.disconnect();
+    return;
+  }
+  await client.quit().then(
+    () => undefined,
+    () => client.disconnect(),
+  );
+}

@@ -97,7 +97,7 @@ export async function startBackgroundWork(
     region: region.id,
     async stop() {
       await archiver.stop();
-      await worker.close();
+      await worker.close(settings.shutdownGraceMs);
       await counts.close();
       stack.stopBackground();
       await stack.pools.close(0);

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
-import { watchRedis } from '../redis-connection.js';
+import { closeRedis, watchRedis } from '../redis-connection.js';
 
 /** One node's engine load, as the scheduler received it from the node's agent. */
 export interface LiveLoad {
@@ -106,7 +106,7 @@ export class RedisLiveState implements LiveState {
     this.listeners.clear();
     const sub = await this.subscribed?.catch(() => undefined);
     this.subscribed = undefined;
-    await sub?.quit().catch(() => sub.disconnect());
+    await closeRedis(sub);
   }
 }
 

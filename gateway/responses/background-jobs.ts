@@ -1,6 +1,6 @@
 import { Queue, Worker, type Processor } from 'bullmq';
 import { Redis } from 'ioredis';
-import { watchRedis } from '../../core/redis-connection.js';
+import { closeRedis, watchRedis } from '../../core/redis-connection.js';
 import type { Logger } from '../../core/logger.js';
 
 /**
@@ -196,6 +196,6 @@ export class BackgroundJobs implements JobQueue {
     if (this.watch !== undefined) clearInterval(this.watch.timer);
     this.watch = undefined;
     await this.queue.close();
-    await this.connection.quit().catch(() => this.connection.disconnect());
+    await closeRedis(this.connection);
   }
 }

@@ -1,6 +1,6 @@
 import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { watchRedis } from '../../core/redis-connection.js';
+import { closeRedis, watchRedis } from '../../core/redis-connection.js';
 import { cancelChannel, responseWorkers, type ResponseJobData } from './background-jobs.js';
 import { AttemptFailed, runBackgroundResponse, type BackgroundRunDeps } from './background-run.js';
 import { RedisEventLog } from './response-event-log.js';
@@ -59,10 +59,26 @@ export class BackgroundWorker {
     }
   }
 
-  async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.close()));
-    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+  /**
+   * Lets running jobs finish (BullMQ's graceful close) within `graceMs`. With Redis unreachable
+   * the graceful close would wait on its connections forever, and a worker told to stop must
+   * still exit: it closes by force instead (BullMQ memoises close, so the choice is made first);
+   * its unfinished jobs are picked up again after their lock. Jobs still running after the grace
+   * period are left to end when the caller closes the upstream pools.
+   */
+  async close(graceMs = 10_000): Promise<void> {
+    if (this.connection.status !== 'ready') {
+      this.opts.log.warn({ redis: this.connection.status }, 'Redis unreachable: background workers closed by force');
+      await Promise.all(this.workers.map((w) => w.close(true)));
+    } else {
+      let timer: NodeJS.Timeout | undefined;
+      const closed = Promise.all(this.workers.map((w) => w.close())).then(() => true);
+      const graceOver = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)));
+      if (!(await Promise.race([closed, graceOver]))) this.opts.log.warn({ graceMs }, 'background jobs still running after the grace period');
+      clearTimeout(timer);
+    }
+    await closeRedis(this.subscriber);
     await this.events.close();
-    await this.connection.quit().catch(() => this.connection.disconnect());
+    await closeRedis(this.connection);
   }
 }

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Logger } from '../../core/logger.js';
-import { watchRedis } from '../../core/redis-connection.js';
+import { closeRedis, watchRedis } from '../../core/redis-connection.js';
 import type { EventSink } from './response-events.js';
 
 /** Types that end a response's event stream. */
@@ -210,8 +210,8 @@ export class RedisEventLog extends EventLog {
 
   async close(): Promise<void> {
     this.release();
-    await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
-    await this.redis.quit().catch(() => this.redis.disconnect());
+    await closeRedis(this.subscriber);
+    await closeRedis(this.redis);
   }
 }
 

@@ -117,4 +117,21 @@ describe('Redis unreachable', () => {
       await eventually(async () => sorted(redisEvents(proc, 'redis reachable again')) === sorted(down), 15_000, `the end of the outage of ${down.join(', ')}`);
     }
   });
+
+  it('a worker and a gateway told to stop while Redis is unreachable still exit 0 (BullMQ closed by force)', async () => {
+    const env: NodeJS.ProcessEnv = { DATABASE_URL: PG_URL, SWITCHYARD_DATABASE_SCHEMA: schema, REDIS_URL: `redis://127.0.0.1:${redisProxy.port}`, SWITCHYARD_REDIS_PREFIX: `${schema}:stop:` };
+    const lateWorker = await track(startCli(['worker', '--port', '0'], 'worker running', env));
+    const sim = await track(startSimProcess([]));
+    const gw = await track(startGatewayProcess(regionsYaml([{ id: 'r', nodes: [{ id: 'n1', url: sim.url }] }]), [], env));
+    await redisProxy.cut();
+    try {
+      await eventually(async () => redisEvents(lateWorker, 'redis unreachable').includes('worker/bullmq-worker'), 10_000, 'the worker to notice the outage');
+      // Before: the worker's graceful BullMQ close and a subscriber's QUIT waited for Redis forever.
+      expect(await lateWorker.stop()).toBe(0);
+      expect(lateWorker.output.some((l) => l.includes('background workers closed by force'))).toBe(true);
+      expect(await gw.stop()).toBe(0);
+    } finally {
+      await redisProxy.restore();
+    }
+  });
 });
