@@ -7,6 +7,7 @@ import { requestStart } from './plugins/auth.js';
 import { jsonBody } from './plugins/json-body.js';
 import { strictBodyValidators } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin/admin-routes.js';
+import { internalRoutes } from './routes/internal/internal-routes.js';
 import { healthRoutes } from './routes/health.js';
 import { inferenceRoutes } from './routes/v1/inference.js';
 import { modelRoutes } from './routes/v1/models.js';
@@ -42,7 +43,7 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
   app.decorateRequest('rawBody', undefined);
   jsonBody(app);
 
-  requestStart(app, deps.settings.auth, deps.keyCache);
+  requestStart(app, deps.settings.auth, deps.keyCache, deps.settings.regionToken);
   app.addHook('onResponse', (request, reply, done) => {
     deps.recordResponse(request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime, request.call);
     deps.accounting.finish(request, reply.statusCode, reply.elapsedTime);
@@ -54,6 +55,7 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
   modelRoutes(app, deps);
   inferenceRoutes(app, deps);
   responsesRoutes(app, deps);
+  if (deps.internal !== undefined) internalRoutes(app, deps.internal);
   if (deps.admin !== undefined) adminRoutes(app, deps.admin, (id) => deps.keyCache?.evict(new Set([id])));
   return app;
 }

@@ -20,6 +20,8 @@ import type { ResponseStore } from '../core/storage/response-store.js';
 import { BackgroundJobs } from './responses/background-jobs.js';
 import { MemoryEventLog, RedisEventLog, type EventLog } from './responses/response-event-log.js';
 import { InProcessJobs } from './responses/in-process-jobs.js';
+import { RegionPeers } from './regions/region-peers.js';
+import { summarise } from './regions/region-summary.js';
 import type { JobQueue } from './responses/background-jobs.js';
 import { ConversationArchiver } from './responses/conversation-archiver.js';
 import { ResponseRunner } from './responses/response-runner.js';
@@ -141,6 +143,31 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const archiver =
     settings.redisUrl === undefined ? new ConversationArchiver(services.responses, settings.conversationIdleMs, log.child({ module: 'archiver' })) : undefined;
 
+  // Standalone neighbour regions: spilled to by forwarding, with the region token.
+  const peerRegions = fleet.peersFrom(region.id);
+  if (peerRegions.length > 0 && settings.regionToken === undefined) {
+    log.warn({ regions: peerRegions.map((p) => p.region.id) }, 'regions.yaml gives other regions a gateway, but SWITCHYARD_REGION_TOKEN is unset: no spill to them');
+  }
+  const peers =
+    settings.regionToken === undefined || peerRegions.length === 0
+      ? undefined
+      : new RegionPeers({
+          peers: peerRegions,
+          token: settings.regionToken,
+          intervalMs: settings.regionSummaryMs,
+          connectTimeoutMs: settings.connectTimeoutMs,
+          idleTimeoutMs: settings.idleTimeoutMs,
+          log: log.child({ module: 'region-peers' }),
+          registry,
+        });
+  const internal =
+    settings.regionToken === undefined
+      ? undefined
+      : {
+          token: settings.regionToken,
+          summary: () => summarise(fleet, region.id, stack.policy, (model) => stack.gate.waitingFor(model, region.id), Date.now()),
+        };
+
   let accepting = true;
   const app = buildApp(
     {
@@ -149,6 +176,10 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       fleet,
       proxy,
       streams: stack.streams,
+      peers,
+      internal,
+      policy: stack.policy,
+      waitingFor: (model, r) => stack.gate.waitingFor(model, r),
       metrics,
       registry,
       accounting,
@@ -173,6 +204,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   );
 
   await stack.start();
+  peers?.start();
   archiver?.start();
   keyCache?.start();
   if (settings.auth === 'none') {
@@ -196,6 +228,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
         // Clients following background responses resume on another replica (starting_after).
         events?.release();
         stack.stopBackground();
+        peers?.stop();
         await archiver?.stop();
         keyCache?.stop();
         // Open streams get the grace period; then the upstream pools are destroyed, which ends
@@ -206,6 +239,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           // Destroying the pools fails every open upstream body: each relay then sends its client
           // an error event and ends. Connections still open a second later are dropped.
           void pools.destroy();
+          void peers?.destroy();
           hardCut = setTimeout(() => app.server.closeAllConnections(), 1000);
         }, settings.shutdownGraceMs);
         // server.close() drops only the connections idle at that moment; a keep-alive connection
@@ -220,6 +254,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           // In-process background runs are aborted (and marked failed) before their pools close.
           await jobs?.close();
           await pools.close(0);
+          await peers?.close();
           await events?.close();
         }
         log.info('gateway stopped');

@@ -2,9 +2,24 @@ import type { FastifyRequest } from 'fastify';
 import type { ApiKeyRecord } from '../core/storage/key-store.js';
 import type { Usage } from './upstream/sse.js';
 
+/**
+ * A request another region's gateway forwarded here (authenticated with the region token): the
+ * origin admitted it against the key's limits and writes its usage record; this region serves it.
+ */
+export interface ForwardedFrom {
+  readonly region: string;
+  readonly tenant: string;
+  readonly weight: number;
+  readonly keyId: string | undefined;
+}
+
 /** What the gateway learns about one /v1 request on its way through; read when it ends. */
 export interface CallContext {
   key: ApiKeyRecord | undefined;
+  /** Set when another region forwarded the request: never forwarded again, not charged here. */
+  forwarded: ForwardedFrom | undefined;
+  /** The region that served it, when another region's gateway did (this one forwarded it). */
+  servedByRegion: string | undefined;
   model: string | undefined;
   nodeId: string | undefined;
   usage: Usage | undefined;
@@ -25,9 +40,11 @@ declare module 'fastify' {
   }
 }
 
-export function newCallContext(key: ApiKeyRecord | undefined): CallContext {
+export function newCallContext(key: ApiKeyRecord | undefined, forwarded?: ForwardedFrom): CallContext {
   return {
     key,
+    forwarded,
+    servedByRegion: undefined,
     model: undefined,
     nodeId: undefined,
     usage: undefined,

@@ -48,6 +48,7 @@ export class UpstreamStack {
   readonly proxy: UpstreamProxy;
   readonly costs: CostEstimator;
   readonly policyName: string;
+  readonly policy: ExpectedCompletionPolicy;
   /** Streams open to each node: ended at once when the node is declared down. */
   readonly streams: OpenStreams;
   private readonly fleetSync: FleetSync;
@@ -75,6 +76,7 @@ export class UpstreamStack {
     }
     const policy = new ExpectedCompletionPolicy({ ...DEFAULT_PLACEMENT_OPTIONS, horizonSeconds: settings.capacityHorizonSeconds });
     this.policyName = policy.name;
+    this.policy = policy;
     this.gate = new CapacityGate(
       this.fleet,
       services.ledger,

@@ -1,6 +1,13 @@
 import type { NodeSpec, RegionSpec, Topology } from '../core/config/topology.js';
 import { NodeState } from './node-state.js';
 
+/** A region that stands alone (regions.yaml `gateway`), reached by forwarding to its gateway. */
+export interface PeerRegion {
+  readonly region: RegionSpec;
+  readonly gateway: string;
+  readonly rttMs: number;
+}
+
 /** Regions of one residency group, nearest first, as seen from one origin region. */
 export interface RegionRoute {
   readonly region: RegionSpec;
@@ -24,6 +31,7 @@ export class Fleet {
   private readonly all = new Map<string, NodeState>();
   readonly staticIds: ReadonlySet<string>;
   private routes = new Map<string, readonly RegionRoute[]>();
+  private peers = new Map<string, readonly PeerRegion[]>();
   /** Per origin region: the models some node within its residency group serves. */
   private modelsByOrigin = new Map<string, ReadonlySet<string>>();
   private readonly listeners: Array<(added: NodeState[], removed: NodeState[]) => void> = [];
@@ -83,10 +91,21 @@ export class Fleet {
 
   private rebuild(): void {
     const routes = new Map<string, readonly RegionRoute[]>();
+    const peers = new Map<string, readonly PeerRegion[]>();
     const models = new Map<string, ReadonlySet<string>>();
     for (const origin of this.topology.regions.values()) {
+      // A region with its own gateway address stands alone: others never use its nodes directly
+      // (its ledger and live state are in its own Redis), they forward to its gateway.
+      const direct = (r: RegionSpec): boolean => r.id === origin.id || r.gateway === undefined;
+      peers.set(
+        origin.id,
+        [...this.topology.regions.values()]
+          .filter((r) => r.residency === origin.residency && !direct(r))
+          .map((region) => ({ region, gateway: region.gateway as string, rttMs: this.topology.rttMs(origin.id, region.id) }))
+          .sort((a, b) => a.rttMs - b.rttMs),
+      );
       const route = [...this.topology.regions.values()]
-        .filter((r) => r.residency === origin.residency)
+        .filter((r) => r.residency === origin.residency && direct(r))
         .map((region) => ({
           region,
           rttMs: this.topology.rttMs(origin.id, region.id),
@@ -98,10 +117,19 @@ export class Fleet {
       models.set(origin.id, new Set(route.flatMap((hop) => hop.nodes.flatMap((n) => n.spec.models))));
     }
     this.routes = routes;
+    this.peers = peers;
     this.modelsByOrigin = models;
   }
 
-  /** Regions reachable from `origin` without leaving its residency group, nearest first. */
+  /** Standalone regions of `origin`'s residency group, reached by forwarding, nearest first. */
+  peersFrom(origin: string): readonly PeerRegion[] {
+    return this.peers.get(origin) ?? [];
+  }
+
+  /**
+   * Regions whose nodes `origin`'s gateways use directly, without leaving its residency group,
+   * nearest first: its own, and those of the group that do not stand alone.
+   */
   routeFrom(origin: string): readonly RegionRoute[] {
     return this.routes.get(origin) ?? [];
   }

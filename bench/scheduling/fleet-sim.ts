@@ -145,7 +145,7 @@ class FleetSim implements Fleet {
   constructor(specs: readonly SimNodeSpec[], private readonly source: RequestSource) {
     this.nodes = specs.map((n) => ({ state: new NodeState(spec(n)), cache: new PrefixCache(n.prefixCacheTokens), waiting: [], head: 0, running: [] }));
     for (const n of this.nodes) this.byState.set(n.state, n);
-    this.route = [{ region: { id: 'r', name: 'r', residency: 'x' }, rttMs: 0, nodes: this.nodes.map((n) => n.state) }];
+    this.route = [{ region: { id: 'r', name: 'r', residency: 'x', gateway: undefined }, rttMs: 0, nodes: this.nodes.map((n) => n.state) }];
   }
 
   run(dispatcher: Dispatcher, dtMs: number, limitMs: number): SimResult {

@@ -55,6 +55,9 @@ function checkSemantics(file: RegionsFile, problems: ConfigProblem[]): void {
   };
   file.regions.forEach((region, r) => {
     claim('region', region.id, `regions[${r}].id`);
+    if (region.gateway !== undefined && !isHttpUrl(region.gateway)) {
+      problems.push({ path: `regions[${r}].gateway`, message: 'must be an http(s) URL' });
+    }
     (region.clusters ?? []).forEach((cluster, c) => {
       claim('cluster', cluster.id, `regions[${r}].clusters[${c}].id`);
       (cluster.nodes ?? []).forEach((node, n) => {
@@ -98,7 +101,10 @@ function buildTopology(file: RegionsFile): Topology {
   const regions = new Map<string, RegionSpec>();
   const nodes: NodeSpec[] = [];
   for (const region of file.regions) {
-    regions.set(region.id, Object.freeze({ id: region.id, name: region.name ?? region.id, residency: region.residency }));
+    regions.set(
+      region.id,
+      Object.freeze({ id: region.id, name: region.name ?? region.id, residency: region.residency, gateway: region.gateway?.replace(/\/+$/, '') }),
+    );
     for (const cluster of region.clusters ?? []) {
       for (const node of cluster.nodes ?? []) {
         nodes.push(

@@ -53,6 +53,11 @@ const Region = Type.Object(
     id: Id,
     name: Type.Optional(Type.String()),
     residency: Type.String({ minLength: 1 }),
+    /**
+     * The region's gateway address as the other regions reach it: a region that has one stands
+     * alone (its own Redis) and other regions spill to it by forwarding, never by using its nodes.
+     */
+    gateway: Type.Optional(Type.String({ minLength: 1 })),
     clusters: Type.Optional(Type.Array(Cluster, { default: [] })),
   },
   { additionalProperties: false },

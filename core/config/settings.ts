@@ -36,6 +36,9 @@ export interface Settings {
   readonly pgPoolSize: number;
   /** Unset: the admin API is off. */
   readonly adminToken: string | undefined;
+  /** Shared by the regions' gateways: authenticates forwarded requests and summaries between them. */
+  readonly regionToken: string | undefined;
+  readonly regionSummaryMs: number;
   /** `keys` requires an API key on /v1; `none` lets everything through (default only on loopback). */
   readonly auth: 'none' | 'keys';
   readonly rateLimitFailure: 'open' | 'closed';
@@ -107,6 +110,8 @@ export const KNOBS: readonly Knob[] = [
   { key: 'dataDir', env: 'SWITCHYARD_DATA_DIR', flag: 'data-dir', kind: 'string', def: './data', doc: 'where the embedded Postgres keeps its files' },
   { key: 'pgPoolSize', env: 'SWITCHYARD_PG_POOL_SIZE', flag: 'pg-pool-size', kind: 'int', def: 10, min: 1, doc: 'most Postgres connections this process opens' },
   { key: 'adminToken', env: 'SWITCHYARD_ADMIN_TOKEN', flag: 'admin-token', kind: 'secret', def: undefined, doc: 'bearer token of the admin API /admin/v1 (unset: admin API off)' },
+  { key: 'regionToken', env: 'SWITCHYARD_REGION_TOKEN', flag: 'region-token', kind: 'secret', def: undefined, doc: "secret shared by every region's gateways: authenticates forwarded requests and capacity summaries between regions (unset: no forwarding, /internal off)" },
+  { key: 'regionSummaryMs', env: 'SWITCHYARD_REGION_SUMMARY_MS', flag: 'region-summary-ms', kind: 'int', def: 1000, min: 50, doc: "how often a gateway fetches each neighbour region's capacity summary; one older than 3 intervals counts as saturated, ms" },
   { key: 'auth', env: 'SWITCHYARD_AUTH', flag: 'auth', kind: 'auth', def: undefined, doc: 'keys: /v1 requires an API key; none: no auth (default none on a loopback host, keys otherwise)' },
   { key: 'rateLimitFailure', env: 'SWITCHYARD_RATE_LIMIT_FAILURE', flag: 'rate-limit-failure', kind: 'failure', def: 'open', doc: 'when Redis is unreachable: open admits without limits, closed answers 503' },
   { key: 'keyCacheTtlMs', env: 'SWITCHYARD_KEY_CACHE_TTL_MS', flag: 'key-cache-ttl-ms', kind: 'int', def: 5000, min: 0, doc: 'how long a gateway trusts a cached key lookup, ms (revocations also arrive within about 1 s)' },

@@ -6,6 +6,11 @@ export interface RegionSpec {
   readonly name: string;
   /** Requests never leave their residency group. */
   readonly residency: string;
+  /**
+   * Where other regions forward requests to this region's gateways (regions.yaml `gateway`).
+   * Set: the region stands alone; other regions reach its nodes only through it.
+   */
+  readonly gateway: string | undefined;
 }
 
 export interface SimSpec {

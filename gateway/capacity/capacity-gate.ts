@@ -125,6 +125,11 @@ export class CapacityGate {
     }
   }
 
+  /** Requests waiting for capacity for `model` in the queue of `region` (the route's first hop). */
+  waitingFor(model: string, region: string): number {
+    return this.queues.get(`${model}\u0000${region}`)?.waiting.size ?? 0;
+  }
+
   /** Requests waiting for capacity, all queues together. */
   get waiting(): number {
     let n = 0;

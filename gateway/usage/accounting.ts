@@ -76,8 +76,9 @@ export class RequestAccounting {
         this.opts.log.warn({ err }, 'rate limit settle failed');
       });
     }
-    // Records of requests that never reached inference (models list) are not usage.
-    if (call.model === undefined && call.errorCode === undefined) return;
+    // Records of requests that never reached inference (models list) are not usage; a request
+    // forwarded here by another region is recorded there, once.
+    if ((call.model === undefined && call.errorCode === undefined) || call.forwarded !== undefined) return;
     this.opts.buffer.push({
       id: `${USAGE_ID_TAG}${(++usageCounter).toString(36)}`,
       requestId: request.id,

@@ -9,6 +9,7 @@ import { relaySse } from '../../upstream/stream-relay.js';
 import { extractUsage, type Usage } from '../../upstream/sse.js';
 import { ChatCompletionBody, CompletionBody, EmbeddingBody, type InferenceBody } from './schemas.js';
 import { openEventStream } from './event-stream.js';
+import { trySpill } from './spill.js';
 
 const ROUTES = [
   { url: '/v1/chat/completions', schema: ChatCompletionBody, streams: true },
@@ -36,7 +37,7 @@ async function handle(
   const call = request.call as CallContext; // set by the auth hook for every /v1 route
   call.model = body.model;
   const route = regionRoute(deps, request);
-  if (!deps.fleet.knowsModel(deps.region.id, body.model)) {
+  if (!deps.fleet.knowsModel(deps.region.id, body.model) && !(call.forwarded === undefined && deps.peers?.serves(body.model) === true)) {
     throw new SwitchyardError(ErrorCode.ModelNotFound, `The model \`${body.model}\` does not exist.`, { param: 'model' });
   }
   if (call.key !== undefined && !call.key.models.includes('*') && !call.key.models.includes(body.model)) {
@@ -66,6 +67,15 @@ async function handle(
     if (!res.writableFinished) abort.abort();
   });
 
+  const affinityKey = affinityKeyOf(request, body);
+  if (deps.peers !== undefined) {
+    const spilled = await trySpill(deps, {
+      path, request, reply, call, model: body.model, route, stream, clientWantsUsage, body: upstreamBody, costTokens,
+      workTokens: estimate.work, priority, deadlineAt, affinityKey, signal: abort.signal,
+    });
+    if (spilled) return;
+  }
+
   const openedAt = performance.now();
   const upstream = await deps.proxy.open({
     path,
@@ -77,10 +87,11 @@ async function handle(
     route,
     signal: abort.signal,
     priority,
-    tenant: call.key?.tenantId ?? '',
-    weight: call.key?.tenantWeight ?? 1,
+    // A request forwarded by another region queues for the origin's tenant.
+    tenant: call.key?.tenantId ?? call.forwarded?.tenant ?? '',
+    weight: call.key?.tenantWeight ?? call.forwarded?.weight ?? 1,
     deadlineAt,
-    affinityKey: affinityKeyOf(request, body),
+    affinityKey,
   });
   call.nodeId = upstream.node.id;
   // Time in the gateway excludes waiting for capacity and for the engine (headers, then body).
