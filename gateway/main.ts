@@ -22,6 +22,8 @@ import { MemoryEventLog, RedisEventLog, type EventLog } from './responses/respon
 import { InProcessJobs } from './responses/in-process-jobs.js';
 import { RegionPeers } from './regions/region-peers.js';
 import { summarise } from './regions/region-summary.js';
+import { RegionalResponseStore } from './regions/regional-responses.js';
+import type { Fleet } from '../scheduler/fleet.js';
 import type { JobQueue } from './responses/background-jobs.js';
 import { ConversationArchiver } from './responses/conversation-archiver.js';
 import { ResponseRunner } from './responses/response-runner.js';
@@ -76,6 +78,24 @@ export function resolveRegion(settings: Settings, topology: Topology): RegionSpe
   return region;
 }
 
+/** Standalone neighbour regions, spilled to by forwarding with the region token; undefined when none. */
+function peersFor(settings: Settings, fleet: Fleet, region: string, registry: Registry, log: Logger): RegionPeers | undefined {
+  const peerRegions = fleet.peersFrom(region);
+  if (peerRegions.length > 0 && settings.regionToken === undefined) {
+    log.warn({ regions: peerRegions.map((p) => p.region.id) }, 'regions.yaml gives other regions a gateway, but SWITCHYARD_REGION_TOKEN is unset: no spill to them');
+  }
+  if (settings.regionToken === undefined || peerRegions.length === 0) return undefined;
+  return new RegionPeers({
+    peers: peerRegions,
+    token: settings.regionToken,
+    intervalMs: settings.regionSummaryMs,
+    connectTimeoutMs: settings.connectTimeoutMs,
+    idleTimeoutMs: settings.idleTimeoutMs,
+    log: log.child({ module: 'region-peers' }),
+    registry,
+  });
+}
+
 /** Wires the gateway's components and listens. Stop order is the reverse of start order. */
 export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle> {
   const { settings, topology, logger } = opts;
@@ -112,7 +132,10 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     onRateLimited: (reason) => rateLimited.inc({ reason }),
   });
 
-  const runner = new ResponseRunner(stack, services.responses, settings);
+  // Response ids name their region: a conversation continues in any region's gateway.
+  const peers = peersFor(settings, fleet, region.id, registry, log);
+  const responseStore = peers === undefined ? services.responses : new RegionalResponseStore(services.responses, peers, region.id);
+  const runner = new ResponseRunner(stack, responseStore, settings);
   let jobs: JobQueue | undefined;
   let events: EventLog | undefined;
   if (settings.redisUrl !== undefined) {
@@ -143,29 +166,13 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const archiver =
     settings.redisUrl === undefined ? new ConversationArchiver(services.responses, settings.conversationIdleMs, log.child({ module: 'archiver' })) : undefined;
 
-  // Standalone neighbour regions: spilled to by forwarding, with the region token.
-  const peerRegions = fleet.peersFrom(region.id);
-  if (peerRegions.length > 0 && settings.regionToken === undefined) {
-    log.warn({ regions: peerRegions.map((p) => p.region.id) }, 'regions.yaml gives other regions a gateway, but SWITCHYARD_REGION_TOKEN is unset: no spill to them');
-  }
-  const peers =
-    settings.regionToken === undefined || peerRegions.length === 0
-      ? undefined
-      : new RegionPeers({
-          peers: peerRegions,
-          token: settings.regionToken,
-          intervalMs: settings.regionSummaryMs,
-          connectTimeoutMs: settings.connectTimeoutMs,
-          idleTimeoutMs: settings.idleTimeoutMs,
-          log: log.child({ module: 'region-peers' }),
-          registry,
-        });
   const internal =
     settings.regionToken === undefined
       ? undefined
       : {
           token: settings.regionToken,
           summary: () => summarise(fleet, region.id, stack.policy, (model) => stack.gate.waitingFor(model, region.id), Date.now()),
+          response: (id: string) => services.responses.get(id),
         };
 
   let accepting = true;
@@ -184,7 +191,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
       registry,
       accounting,
       costs: stack.costs,
-      responses: { store: services.responses, runner, jobs, events },
+      responses: { store: responseStore, runner, jobs, events, peers },
       keyCache,
       admin:
         settings.adminToken === undefined

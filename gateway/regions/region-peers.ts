@@ -2,6 +2,8 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { Pool, request, type Dispatcher } from 'undici';
 import type { Logger } from '../../core/logger.js';
 import type { PeerRegion } from '../../scheduler/fleet.js';
+import { ErrorCode, SwitchyardError } from '../../core/errors.js';
+import type { StoredResponse } from '../../core/storage/response-store.js';
 import { expectedRemoteSeconds, type RegionSummary } from './region-summary.js';
 
 export interface RegionPeersOptions {
@@ -159,6 +161,38 @@ export class RegionPeers {
       if (seconds < localSeconds && (best === undefined || seconds < best.seconds)) best = { peer, seconds };
     }
     return best;
+  }
+
+  /** The standalone neighbour region with this id, if it is one. */
+  peer(regionId: string): Peer | undefined {
+    return this.peers.find((p) => p.spec.region.id === regionId);
+  }
+
+  /** A response held in the peer's region (hot in its Redis), by the region token; undefined if it has none. */
+  async fetchResponse(peer: Peer, id: string): Promise<StoredResponse | undefined> {
+    const res = await request(`${peer.spec.gateway}/internal/v1/responses/${encodeURIComponent(id)}`, {
+      dispatcher: peer.pool,
+      headers: { authorization: `Bearer ${this.opts.token}` },
+      headersTimeout: this.opts.idleTimeoutMs,
+      bodyTimeout: this.opts.idleTimeoutMs,
+    });
+    if (res.statusCode === 404) {
+      await res.body.dump();
+      return undefined;
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new SwitchyardError(ErrorCode.UpstreamUnavailable, `Region ${peer.spec.region.id} could not be asked for response '${id}' (HTTP ${res.statusCode}).`);
+    }
+    return (await res.body.json()) as StoredResponse;
+  }
+
+  /**
+   * A client's own call relayed to the peer's public API as it came (its API key authenticates
+   * it there): how a gateway serves a response id that names another region.
+   */
+  relay(peer: Peer, method: 'GET' | 'POST' | 'DELETE', path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    return request(`${peer.spec.gateway}${path}`, { dispatcher: peer.pool, method, headers, signal, headersTimeout: this.opts.idleTimeoutMs, bodyTimeout: this.opts.idleTimeoutMs });
   }
 
   /** Counts a forwarding outcome: served there, unreachable, or full (served here instead). */

@@ -53,8 +53,16 @@ function invalid(message: string, param: string): SwitchyardError {
   return new SwitchyardError(ErrorCode.InvalidRequest, message, { param });
 }
 
-export function newResponseId(): string {
-  return `resp_${randomBytes(24).toString('hex')}`;
+/** `resp_` and 48 hex digits, then the id of the region that holds it (any gateway can find it). */
+const RESPONSE_ID = /^resp_[0-9a-f]{48}/;
+
+export function newResponseId(region = ''): string {
+  return `resp_${randomBytes(24).toString('hex')}${region}`;
+}
+
+/** The region a response id names; undefined for ids made before regions were named in them. */
+export function regionOfResponseId(id: string): string | undefined {
+  return RESPONSE_ID.test(id) && id.length > 53 ? id.slice(53) : undefined;
 }
 
 export function newMessageId(): string {

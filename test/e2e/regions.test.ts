@@ -166,6 +166,32 @@ describe('regions that stand alone', () => {
     expect(((await ok.json()) as { region: string; models: Record<string, unknown> }).models).toHaveProperty('sim-small');
   });
 
+  it('a conversation started in one region continues in another; either gateway retrieves any response', async () => {
+    const t1 = await client(west).responses.create({ model: 'sim-small', input: 'echo: alpha' });
+    expect(t1.id.endsWith('west')).toBe(true);
+    // North rebuilds the history from west's hot response (one round trip to west's gateway).
+    const t2 = await client(north).responses.create({ model: 'sim-small', input: 'echo: beta', previous_response_id: t1.id });
+    expect(t2.id.endsWith('north')).toBe(true);
+    expect(t2.output_text).toContain('alpha');
+    expect(t2.output_text).toContain('beta');
+    const t3 = await client(west).responses.create({ model: 'sim-small', input: 'echo: gamma', previous_response_id: t2.id });
+    for (const word of ['alpha', 'beta', 'gamma']) expect(t3.output_text).toContain(word);
+    // Retrieve, input items and delete through the other region's gateway.
+    expect((await client(north).responses.retrieve(t1.id)).output_text).toBe('alpha');
+    expect((await client(west).responses.retrieve(t2.id)).output_text).toContain('beta');
+    const items = await client(west).responses.inputItems.list(t2.id);
+    expect(items.data.length).toBeGreaterThan(0);
+    // Another tenant's key finds nothing, wherever it asks.
+    const other = (await (await fetch(`${west.url}/admin/v1/keys`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ tenant: 'other', name: 'x', limits: { requestsPerMinute: 0, tokensPerMinute: 0, maxConcurrent: 0 } }),
+    })).json()) as { key: string };
+    await expect(client(north, other.key).responses.retrieve(t1.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+    await client(north).responses.delete(t1.id);
+    await expect(client(west).responses.retrieve(t1.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
   it("one region's Redis killed under load: the other region serves every request", async () => {
     const errorsBefore = await metric(north, /switchyard_http_requests_total\{route="\/v1\/chat\/completions",status_class="5xx"\} (\d+)/);
     const load = (async () => {

@@ -7,7 +7,8 @@ import type { JobQueue } from '../../responses/background-jobs.js';
 import { LoggedEventSink, type EventLog } from '../../responses/response-event-log.js';
 import { ResponseEventWriter, toClient } from '../../responses/response-events.js';
 import type { ResponseRunner, RunResult } from '../../responses/response-runner.js';
-import { inputItemsPage, newMessageId, newResponseId, parseResponsesRequest, toResponseObject } from '../../responses/translate.js';
+import { inputItemsPage, newMessageId, newResponseId, parseResponsesRequest, regionOfResponseId, toResponseObject } from '../../responses/translate.js';
+import type { RegionPeers } from '../../regions/region-peers.js';
 import { openEventStream } from './event-stream.js';
 
 export interface ResponsesDeps {
@@ -18,6 +19,8 @@ export interface ResponsesDeps {
    * process (`switchyard start` without Redis). Absent: background responses are refused.
    */
   readonly jobs: JobQueue | undefined;
+  /** Standalone neighbour regions: a response id naming one of them is served there. */
+  readonly peers: RegionPeers | undefined;
   /** The events of streamed background responses (Redis, or memory beside in-process jobs). */
   readonly events: EventLog | undefined;
 }
@@ -31,7 +34,9 @@ export interface ResponsesDeps {
 export function responsesRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   const r = deps.responses;
   app.post('/v1/responses', { config: { jsonBodyRequired: true } }, (request, reply) => create(deps, r, request, reply));
-  app.get('/v1/responses/:id', async (request, reply) => {
+  // A response id that names another standalone region is served by that region's gateway.
+  const preHandler = (request: FastifyRequest, reply: FastifyReply) => inItsRegion(deps, r, request, reply);
+  app.get('/v1/responses/:id', { preHandler }, async (request, reply) => {
     const found = await owned(r.store, request);
     const query = request.query as Record<string, unknown>;
     if (query['stream'] !== 'true') return toResponseObject(found);
@@ -44,8 +49,8 @@ export function responsesRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     }
     return followLog(deps, r, found, request, reply, after);
   });
-  app.get('/v1/responses/:id/input_items', async (request) => inputItemsPage(await owned(r.store, request), request.query as Record<string, unknown>));
-  app.post('/v1/responses/:id/cancel', async (request) => {
+  app.get('/v1/responses/:id/input_items', { preHandler }, async (request) => inputItemsPage(await owned(r.store, request), request.query as Record<string, unknown>));
+  app.post('/v1/responses/:id/cancel', { preHandler }, async (request) => {
     const current = await owned(r.store, request);
     if (!current.background) {
       throw new SwitchyardError(ErrorCode.InvalidRequest, 'Only background responses can be cancelled.', { param: 'response_id' });
@@ -59,13 +64,42 @@ export function responsesRoutes(app: FastifyInstance, deps: GatewayDeps): void {
     await r.jobs?.cancel(current.id);
     return toResponseObject(cancelled);
   });
-  app.delete('/v1/responses/:id', async (request) => {
+  app.delete('/v1/responses/:id', { preHandler }, async (request) => {
     const current = await owned(r.store, request);
     await r.jobs?.cancel(current.id);
     await r.store.delete(current.id);
     if (current.streamed) await r.events?.drop(current.id);
     return { id: current.id, object: 'response.deleted', deleted: true };
   });
+}
+
+/**
+ * Relays the client's call, as it came (its API key authenticates it there), to the gateway of
+ * the region its response id names: the response is hot in that region's Redis. Resolves the
+ * reply once sent; undefined to serve it here (this region's, or that region is unreachable: an
+ * archived response is in Postgres, which every region reads).
+ */
+async function inItsRegion(deps: GatewayDeps, r: ResponsesDeps, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  const region = regionOfResponseId((request.params as { id: string }).id);
+  const peer = region === undefined || region === deps.region.id ? undefined : r.peers?.peer(region);
+  if (peer === undefined || r.peers === undefined) return undefined;
+  const closed = new AbortController();
+  reply.raw.once('close', () => closed.abort());
+  const headers: Record<string, string> = { 'x-request-id': request.id, accept: request.headers.accept ?? 'application/json' };
+  if (request.headers.authorization !== undefined) headers['authorization'] = request.headers.authorization;
+  let res;
+  try {
+    res = await r.peers.relay(peer, request.method as 'GET' | 'POST' | 'DELETE', request.url, headers, closed.signal);
+  } catch (err) {
+    request.log.warn({ reqId: request.id, region, err: (err as Error).message }, "the response's region is unreachable; looking here");
+    return undefined;
+  }
+  reply.code(res.statusCode).header('x-switchyard-region', region);
+  for (const name of ['content-type', 'retry-after', 'cache-control']) {
+    const v = res.headers[name];
+    if (typeof v === 'string') reply.header(name, v);
+  }
+  return reply.send(res.body);
 }
 
 function tenantOf(request: FastifyRequest): string {
@@ -110,7 +144,7 @@ async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyReque
     conversationId = previous.conversationId;
     promptCacheKey ??= previous.promptCacheKey;
   }
-  const id = newResponseId();
+  const id = newResponseId(deps.region.id);
   const record: StoredResponse = {
     id,
     conversationId: conversationId ?? id,
