@@ -4,6 +4,7 @@ import type { Settings } from '../core/config/settings.js';
 import type { Registry } from '../core/metrics.js';
 import { Gauge } from 'prom-client';
 import type { SchedulerOptions } from '../scheduler/scheduler-service.js';
+import { RedisLeaderLock } from '../scheduler/leader-lock.js';
 import { loadTls } from './tls.js';
 import { openDatabase, type Database } from '../core/database/database.js';
 import { migrate } from '../core/database/migrate.js';
@@ -190,6 +191,9 @@ export async function schedulerOptions(settings: Settings, services: Services, l
     reportIntervalMs: settings.reportIntervalMs,
     staleAfterIntervals: settings.staleAfterIntervals,
     unhealthyAfterIntervals: settings.unhealthyAfterIntervals,
+    ghostNodeAfterMs: settings.ghostNodeAfterMs,
+    // Scheduler replicas of a region elect one to run the region-wide jobs (a lock in its Redis).
+    leader: services.redis === undefined ? undefined : new RedisLeaderLock({ redis: services.redis, key: `${settings.redisPrefix}scheduler:leader` }),
     tls: await loadTls(settings),
     registry,
   };

@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { createRegistry } from '../core/metrics.js';
 import { packageVersion } from '../core/version.js';
 import type { Logger } from '../core/logger.js';
-import type { GpuStats, LoadReport, SchedulerCommand } from '../proto/agent-protocol.js';
+import type { GpuStats, Hello, LoadReport, SchedulerCommand } from '../proto/agent-protocol.js';
 import { defaultFetchText, detectEngine, type FetchText } from './probes/detect.js';
 import { dcgmGpuSamples, dcgmHasPodLabels, type DcgmPodFilter } from './probes/dcgm.js';
 import { runNvidiaSmi, type ExecFile } from './probes/nvidia-smi.js';
@@ -15,7 +15,10 @@ import { AgentReporter } from './reporter.js';
 export interface AgentOptions {
   readonly schedulerTarget: string;
   readonly nodeId: string;
+  /** The node's join token; empty when the agent registers its node with `bootstrap`. */
   readonly joinToken: string;
+  /** Self-registration: the node is registered by the scheduler on the first Hello. */
+  readonly bootstrap?: AgentBootstrap | undefined;
   /** The model server beside this agent, e.g. http://127.0.0.1:8000. */
   readonly engineUrl: string;
   readonly host: string;
@@ -34,6 +37,22 @@ export interface AgentOptions {
   readonly tlsCaFile?: string | undefined;
   readonly exec?: ExecFile;
   readonly fetchText?: FetchText;
+}
+
+export interface AgentBootstrap {
+  /** A bootstrap token (`switchyard nodes bootstrap-token create`). */
+  readonly token: string;
+  /** The engine as gateways reach it (e.g. http://<pod IP>:8000); default: engineUrl. */
+  readonly advertiseUrl?: string | undefined;
+  /** vllm, sglang, llamacpp, tgi, ollama or openai; default: detected from the engine's metrics. */
+  readonly engine?: string | undefined;
+  readonly tokensPerSecond: number;
+  readonly maxSequences: number;
+  /**
+   * Where the node's credential is kept once issued (mode 0600), and read at start: a restarted
+   * agent then reconnects with it, even after its bootstrap token expired or was revoked.
+   */
+  readonly credentialFile?: string | undefined;
 }
 
 export interface AgentHandle {
@@ -87,12 +106,25 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
   const fetchText = opts.fetchText ?? defaultFetchText();
   const detected = await detectEngine(opts.engineUrl, fetchText);
   const models = await listModels(opts.engineUrl, fetchText);
+  const hello: Hello = {
+    node_id: opts.nodeId, join_token: opts.joinToken, engine_kind: detected?.engine ?? 'unknown', engine_version: '',
+    models, agent_version: opts.version,
+  };
+  const boot = opts.bootstrap;
+  const savedCredential = boot?.credentialFile === undefined ? undefined : await readCredential(boot.credentialFile);
   const reporter = new AgentReporter({
     target: opts.schedulerTarget,
     ...(opts.tlsCaFile === undefined ? {} : { tlsCa: await readFile(opts.tlsCaFile) }),
-    hello: {
-      node_id: opts.nodeId, join_token: opts.joinToken, engine_kind: detected?.engine ?? 'unknown', engine_version: '',
-      models, agent_version: opts.version,
+    // A self-registering agent asks its engine again before each attempt: an engine still loading
+    // its weights lists no model yet, and the scheduler registers no node without one.
+    hello: boot === undefined ? hello : () => bootstrapHello(hello, boot, opts.engineUrl, fetchText),
+    onCredential: (credential) => {
+      log.info({ credentialFile: boot?.credentialFile }, 'node registered: credential received');
+      if (boot?.credentialFile !== undefined) {
+        writeFile(boot.credentialFile, credential + '\n', { mode: 0o600 }).catch((err: unknown) =>
+          log.warn({ err: (err as Error).message, file: boot.credentialFile }, 'cannot keep the node credential; a restart re-joins with the bootstrap token'),
+        );
+      }
     },
     collect,
     log,
@@ -123,6 +155,7 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
       () => res.writeHead(500).end(),
     );
   });
+  if (savedCredential !== undefined) reporter.credential = savedCredential;
   await new Promise<void>((resolve) => server.listen(opts.metricsPort, opts.host, resolve));
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : opts.metricsPort;
@@ -137,6 +170,28 @@ export async function startAgent(opts: AgentOptions): Promise<AgentHandle> {
       await new Promise((r) => server.close(r));
     },
   };
+}
+
+const ENGINE_NAMES: ReadonlySet<string> = new Set(['vllm', 'sglang', 'llamacpp', 'tgi', 'ollama']);
+
+async function bootstrapHello(base: Hello, boot: AgentBootstrap, engineUrl: string, fetchText: FetchText): Promise<Hello> {
+  const models = base.models.length > 0 ? base.models : await listModels(engineUrl, fetchText);
+  const engine = boot.engine ?? (ENGINE_NAMES.has(base.engine_kind) ? base.engine_kind : (await detectEngine(engineUrl, fetchText))?.engine ?? 'openai');
+  return {
+    ...base,
+    models,
+    bootstrap_token: boot.token,
+    spec: { url: boot.advertiseUrl ?? engineUrl, engine, tokens_per_second: boot.tokensPerSecond, max_sequences: boot.maxSequences },
+  };
+}
+
+async function readCredential(file: string): Promise<string | undefined> {
+  try {
+    const text = (await readFile(file, 'utf8')).trim();
+    return text === '' ? undefined : text;
+  } catch {
+    return undefined; // first start: none yet
+  }
 }
 
 function podName(pod: DcgmPodFilter): string {

@@ -5,13 +5,16 @@ import { agentService, type AgentMessage, type Hello, type LoadReport, type Sche
 export interface ReporterOptions {
   /** The scheduler's gRPC address, host:port. */
   readonly target: string;
-  readonly hello: Hello;
+  /** Sent first on every stream; a function is asked again before each connection attempt. */
+  readonly hello: Hello | (() => Promise<Hello>);
   /** Reads the node's current load; called once per report interval. */
   readonly collect: () => Promise<LoadReport>;
   readonly log: Logger;
   readonly onCommand?: (command: SchedulerCommand) => void;
   /** Called on every refusal (each retry too), with the gRPC code name in lower case. */
   readonly onRefused?: (code: string) => void;
+  /** The node's own credential, from a Welcome after joining with a bootstrap token. */
+  readonly onCredential?: (credential: string) => void;
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
   readonly random?: () => number;
@@ -28,6 +31,9 @@ export interface Refusal {
   readonly details: string;
   readonly atMs: number;
 }
+
+const REFUSAL_HINT =
+  'check --node-id and --join-token (`switchyard nodes register --rotate-token` issues a new one), or --bootstrap-token (`switchyard nodes bootstrap-token list` shows whether it expired, was revoked or is used up)';
 
 /** Answers that will not change by retrying alone: an operator has to fix the token or the node. */
 const REFUSED: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED, grpc.status.PERMISSION_DENIED]);
@@ -74,15 +80,35 @@ export class AgentReporter {
     this.open();
   }
 
+  /** The node's credential once the scheduler issued one (self-registration): used in every later Hello. */
+  credential: string | undefined;
+  /** The node id of the last Hello sent. */
+  nodeId: string | undefined;
+
   private open(): void {
     if (this.stopped) return;
+    const hello = this.opts.hello;
+    if (typeof hello !== 'function') return this.openWith(hello);
+    hello().then(
+      (h) => this.openWith(h),
+      (err: unknown) => {
+        this.opts.log.warn({ err: (err as Error).message }, 'preparing Hello failed');
+        this.retryLater();
+      },
+    );
+  }
+
+  private openWith(base: Hello): void {
+    if (this.stopped) return;
+    const hello = this.credential === undefined ? base : { ...base, join_token: this.credential };
+    this.nodeId = hello.node_id;
     const call = this.client.Connect();
     this.call = call;
     call.on('data', (cmd: SchedulerCommand) => this.onCommand(cmd));
     call.on('error', (err: grpc.ServiceError) => this.failed(err));
     call.on('close', () => this.closed(call));
     call.on('end', () => this.closed(call));
-    call.write({ hello: this.opts.hello });
+    call.write({ hello });
   }
 
   private failed(err: grpc.ServiceError): void {
@@ -95,15 +121,20 @@ export class AgentReporter {
       this.opts.onRefused?.(code.toLowerCase());
     }
     const key = `${code}:${err.details}`;
-    const fields = { code, details: err.details, target: this.opts.target, nodeId: this.opts.hello.node_id };
+    const fields = { code, details: err.details, target: this.opts.target, nodeId: this.nodeId };
     if (key === this.lastLogged) this.opts.log.debug(fields, refused ? 'the scheduler refused this agent again' : 'scheduler stream failed again');
-    else if (refused) this.opts.log.error({ ...fields, hint: 'check --node-id and --join-token; `switchyard nodes register --rotate-token` issues a new token' }, 'the scheduler refused this agent; retrying with backoff');
+    else if (refused) this.opts.log.error({ ...fields, hint: REFUSAL_HINT }, 'the scheduler refused this agent; retrying with backoff');
     else this.opts.log.warn(fields, 'scheduler stream failed');
     this.lastLogged = key;
   }
 
   private onCommand(cmd: SchedulerCommand): void {
     if (cmd.welcome) {
+      const credential = cmd.welcome.node_credential;
+      if (credential !== undefined && credential !== '') {
+        this.credential = credential;
+        this.opts.onCredential?.(credential);
+      }
       this.connected = true;
       this.attempt = 0;
       this.lastError = undefined;
@@ -135,6 +166,10 @@ export class AgentReporter {
     this.call = undefined;
     this.connected = false;
     if (this.reportTimer) clearInterval(this.reportTimer);
+    this.retryLater();
+  }
+
+  private retryLater(): void {
     if (this.stopped) return;
     const base = this.opts.backoffBaseMs ?? 500;
     const max = this.opts.backoffMaxMs ?? 30_000;

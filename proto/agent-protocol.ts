@@ -16,6 +16,24 @@ export interface Hello {
   engine_version: string;
   models: string[];
   agent_version: string;
+  /** Self-registration: the scheduler registers the node with `spec` when join_token is not valid. */
+  bootstrap_token?: string;
+  spec?: NodeSpec | null;
+}
+
+export interface NodeSpec {
+  url: string;
+  engine: string;
+  tokens_per_second: number;
+  max_sequences: number;
+}
+
+export interface Welcome {
+  report_interval_ms: number;
+  /** The node's own join token, when the agent joined with a bootstrap token. */
+  node_credential?: string;
+  region?: string;
+  cluster?: string;
 }
 
 export interface GpuStats {
@@ -54,7 +72,7 @@ export interface AgentMessage {
 }
 
 export interface SchedulerCommand {
-  welcome?: { report_interval_ms: number } | null;
+  welcome?: Welcome | null;
   drain?: Record<string, never> | null;
   resume?: Record<string, never> | null;
   set_report_interval?: { report_interval_ms: number } | null;

@@ -1,21 +1,27 @@
 import { timingSafeEqual } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../core/logger.js';
 import type { LiveState } from '../core/storage/live-state.js';
 import cron from 'node-cron';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Database } from '../core/database/database.js';
-import type { NodeStore } from '../core/storage/node-store.js';
+import type { NodeRecord, NodeStore } from '../core/storage/node-store.js';
+import type { Hello } from '../proto/agent-protocol.js';
 import { CapacityLearner } from './capacity-learner.js';
-import { AgentService } from './agents/agent-service.js';
+import { AgentService, type BootstrapResult } from './agents/agent-service.js';
+import { soleLeader, type LeaderElection } from './leader-lock.js';
 
 export type NodeFreshness = 'fresh' | 'stale' | 'unhealthy';
+
+const NODE_ID = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+const ENGINES: ReadonlySet<string> = new Set(['vllm', 'sglang', 'llamacpp', 'tgi', 'ollama', 'openai']);
 
 function schedulerMetrics(registry: Registry) {
   const registers = [registry];
   return {
     rejected: new Counter({
       name: 'switchyard_agent_connections_rejected_total',
-      help: 'Agent streams refused, by reason (unauthenticated, no_hello, hello_timeout, auth_error).',
+      help: 'Agent streams refused, by reason (unauthenticated, no_hello, hello_timeout, auth_error, bootstrap_<why>).',
       labelNames: ['reason'],
       registers,
     }),
@@ -31,6 +37,8 @@ function schedulerMetrics(registry: Registry) {
       labelNames: ['state'],
       registers,
     }),
+    leader: new Gauge({ name: 'switchyard_scheduler_leader', help: '1 on the scheduler replica that runs the region-wide jobs (ghost cleanup, the no_agent count), else 0.', registers }),
+    ghosts: new Counter({ name: 'switchyard_scheduler_ghost_nodes_removed_total', help: 'Self-registered nodes removed because no agent had been seen for them for SWITCHYARD_GHOST_NODE_AFTER_MS.', registers }),
   };
 }
 
@@ -59,6 +67,15 @@ export interface SchedulerOptions {
    * token made at start, their declared capacity the learner's prior. Registered nodes use the registry.
    */
   readonly localAgents?: ReadonlyMap<string, LocalAgent>;
+  /**
+   * Who runs the region-wide jobs when several scheduler replicas share a region (a Redis lock);
+   * absent: this one (a single scheduler).
+   */
+  readonly leader?: LeaderElection | undefined;
+  /** Self-registered nodes whose agent no scheduler has seen for this long are removed; 0: never. Default 10 min. */
+  readonly ghostNodeAfterMs?: number;
+  /** How often connected agents are marked seen in the registry, the registry re-read and the lease renewed. Default 5 s. */
+  readonly housekeepingIntervalMs?: number;
 }
 
 export interface LocalAgent {
@@ -76,13 +93,22 @@ export interface SchedulerHandle {
   /** The jobs node-cron runs, callable directly (tests, operators). */
   sweep(): void;
   snapshot(): Promise<number>;
+  /** Leader election, registry refresh, agents marked seen, ghost cleanup on the leader. */
+  housekeeping(): Promise<void>;
+  isLeader(): boolean;
   stop(): Promise<void>;
 }
 
 /**
- * The scheduler: agents connect with their node's join token (checked against the registry) and
- * stream load; each report goes out to every gateway through LiveState. An operator's drain or
- * resume reaches the node's agent within about a second (the registry is polled for changes).
+ * The scheduler: agents connect with their node's join token (checked against the registry), or
+ * register their node themselves with a bootstrap token, and stream load; each report goes out to
+ * every gateway through LiveState. An operator's drain or resume reaches the node's agent within
+ * about a second (the registry is polled for changes).
+ *
+ * Several replicas may serve one region (agents connect to any). Each replica sweeps, meters and
+ * snapshots only the agents connected to it, so those jobs are partitioned rather than doubled
+ * (snapshots are keyed by node and second besides). What concerns the whole registry, counting
+ * nodes no agent is connected to and removing self-registered ghosts, runs on the leader only.
  */
 export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerHandle> {
   const { nodes, live, log } = opts;
@@ -101,9 +127,38 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
     const want = Buffer.from(local.joinToken);
     return Promise.resolve(given.length === want.length && timingSafeEqual(given, want));
   };
+  const leader = opts.leader ?? soleLeader;
+  const join = async (hello: Hello): Promise<BootstrapResult> => {
+    const refused = (code: grpc.status, reason: string, details: string): BootstrapResult => ({ ok: false, code, reason: `bootstrap_${reason}`, details });
+    const spec = hello.spec;
+    if (!NODE_ID.test(hello.node_id)) return refused(grpc.status.INVALID_ARGUMENT, 'bad_spec', `node id '${hello.node_id}' is not valid: lower-case letters, digits, '.', '_', '-', at most 63`);
+    if (opts.localAgents?.has(hello.node_id)) return refused(grpc.status.PERMISSION_DENIED, 'node_taken', `node id '${hello.node_id}' is declared in regions.yaml`);
+    if (spec == null || !/^https?:\/\/[^\s?#]+$/.test(spec.url)) return refused(grpc.status.INVALID_ARGUMENT, 'bad_spec', 'a bootstrap Hello needs spec.url, the engine as gateways reach it (http or https)');
+    if (!ENGINES.has(spec.engine)) return refused(grpc.status.INVALID_ARGUMENT, 'bad_spec', `engine '${spec.engine}' is not one of ${[...ENGINES].join(', ')}`);
+    if (!(spec.tokens_per_second > 0) || !(spec.max_sequences >= 1)) return refused(grpc.status.INVALID_ARGUMENT, 'bad_spec', 'capacity needs tokens_per_second > 0 and max_sequences >= 1');
+    // Not a refusal: an engine still loading its weights lists nothing yet; the agent retries.
+    if (hello.models.length === 0) return refused(grpc.status.FAILED_PRECONDITION, 'no_models', "the engine's /v1/models lists no model yet");
+    const result = await nodes.bootstrapTokens.join(hello.bootstrap_token ?? '', {
+      id: hello.node_id, url: spec.url.replace(/\/+$/, ''), engine: spec.engine, models: hello.models,
+      tokensPerSecond: spec.tokens_per_second, maxSequences: spec.max_sequences,
+    });
+    if (!result.ok) {
+      log.warn({ nodeId: hello.node_id, reason: result.reason }, `self-registration refused: ${result.message}`);
+      return refused(result.reason === 'node_taken' ? grpc.status.PERMISSION_DENIED : grpc.status.UNAUTHENTICATED, result.reason, result.message);
+    }
+    remember(result.record);
+    const r = result.record;
+    log.info({ nodeId: r.id, region: r.region, cluster: r.cluster, models: r.models }, result.created ? 'node registered itself' : 'self-registered node re-joined');
+    return { ok: true, credential: result.joinToken, region: r.region, cluster: r.cluster };
+  };
   const agents = new AgentService({
     auth: { verify },
+    bootstrap: { join },
     log,
+    onAccepted: (id) => {
+      lostAt.delete(id);
+      if (opts.localAgents?.has(id) !== true) nodes.touchAgents([id]).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'marking the agent seen failed'));
+    },
     reportIntervalMs: opts.reportIntervalMs,
     tls: opts.tls,
     onRejected: (reason) => metrics.rejected.inc({ reason }),
@@ -152,18 +207,45 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
       (err: unknown) => log.warn({ err: (err as Error).message }, 'registry poll failed'),
     );
   }, 1000);
-  // The registry's node ids, for nodes with no agent at all (refreshed off the sweep's path).
-  let registered: readonly string[] = [];
-  const refreshRegistered = (): void => {
-    nodes.list().then(
-      (list) => {
-        registered = list.map((n) => n.id);
-      },
-      (err: unknown) => log.warn({ err: (err as Error).message }, 'registry list failed'),
-    );
+  // The registry, for nodes with no agent at all (refreshed off the sweep's path).
+  let registered: readonly NodeRecord[] = [];
+  // When each node's agent left this replica: it is unhealthy here until another replica marks it
+  // seen (it moved) or the registry drops it.
+  const lostAt = new Map<string, number>();
+  const housekeepingMs = opts.housekeepingIntervalMs ?? 5000;
+  const ghostAfterMs = opts.ghostNodeAfterMs ?? 600_000;
+  const connectedIds = (): string[] => [...agents.agents.keys()].filter((id) => opts.localAgents?.has(id) !== true);
+  const refreshRegistered = async (): Promise<void> => {
+    registered = await nodes.list();
+    const byId = new Map(registered.map((n) => [n.id, n]));
+    for (const [id, at] of lostAt) {
+      const seen = byId.get(id)?.agentSeenAt?.getTime();
+      if (!byId.has(id) || (seen !== undefined && seen > at + 1000)) {
+        lostAt.delete(id);
+        states.delete(id);
+      }
+    }
   };
-  refreshRegistered();
-  const registryTimer = setInterval(refreshRegistered, 5000);
+  const removeGhosts = async (): Promise<void> => {
+    if (ghostAfterMs <= 0 || !leader.isLeader()) return;
+    const removed = await nodes.removeGhosts(ghostAfterMs, connectedIds());
+    for (const id of removed) log.info({ nodeId: id, goneForMs: ghostAfterMs }, 'self-registered node removed: its agent has been gone too long');
+    metrics.ghosts.inc(removed.length);
+    if (removed.length > 0) await refreshRegistered();
+  };
+  let housekeepingRun: Promise<void> | undefined;
+  const housekeeping = (): Promise<void> => {
+    housekeepingRun ??= (async () => {
+      for (const step of [() => leader.tick().then(() => undefined), () => nodes.touchAgents(connectedIds()), refreshRegistered, removeGhosts]) {
+        await step().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'scheduler housekeeping step failed'));
+      }
+      metrics.leader.set(leader.isLeader() ? 1 : 0);
+    })().finally(() => {
+      housekeepingRun = undefined;
+    });
+    return housekeepingRun;
+  };
+  const registryTimer = setInterval(() => void housekeeping(), housekeepingMs);
   registryTimer.unref();
   // Stale sweep: a node whose reports stopped is stale after `staleAfter` intervals (gateways stop
   // routing to it on their own clock too) and unhealthy after `unhealthyAfter` or once disconnected.
@@ -179,14 +261,29 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
       if (states.get(view.nodeId) !== state) log.info({ nodeId: view.nodeId, state, ageMs: age }, 'node freshness changed');
       states.set(view.nodeId, state);
     }
-    for (const id of states.keys()) if (!agents.agents.has(id)) states.set(id, 'unhealthy');
+    for (const id of states.keys()) {
+      if (agents.agents.has(id)) continue;
+      if (!lostAt.has(id)) lostAt.set(id, now);
+      // A follower forgets an agent that left it: the leader counts a node no agent is connected to.
+      if (leader.isLeader() || opts.localAgents?.has(id) === true) states.set(id, 'unhealthy');
+      else {
+        states.delete(id);
+        lostAt.delete(id);
+      }
+    }
     // Every state always has a series (0 when no node is in it): alerts and panels on stale or
     // unhealthy nodes then evaluate to 0 rather than to "no data".
     for (const state of ['fresh', 'stale', 'unhealthy', 'no_agent'] as const) metrics.nodes.set({ state }, 0);
     for (const state of states.values()) metrics.nodes.inc({ state });
-    // Registered nodes this scheduler never heard from (a restarted scheduler whose agents are
-    // refused has no freshness for them at all): without this they would count nowhere.
-    for (const id of registered) if (!states.has(id)) metrics.nodes.inc({ state: 'no_agent' });
+    // Registered nodes with no agent on any replica (a restarted scheduler whose agents are refused
+    // has no freshness for them at all): without this they would count nowhere. The leader counts
+    // them; an agent another replica marked seen lately is that replica's to count.
+    if (leader.isLeader()) {
+      for (const n of registered) {
+        const seen = n.agentSeenAt?.getTime();
+        if (!states.has(n.id) && (seen === undefined || now - seen > 3 * housekeepingMs)) metrics.nodes.inc({ state: 'no_agent' });
+      }
+    }
   };
   const snapshot = async (): Promise<number> => {
     const rows = [...states.entries()].map(([id, state]) => {
@@ -213,6 +310,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
     const takeSnapshot = () => snapshot().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'capacity snapshot failed'));
     jobs.push(cron.schedule(snapshotSchedule, takeSnapshot, { name: 'capacity-snapshot', noOverlap: true }));
   }
+  void housekeeping();
   const port = await agents.start(opts.host, opts.port);
   log.info({ url: `${opts.host}:${port}`, port }, 'scheduler listening');
   return {
@@ -222,11 +320,15 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
     states,
     sweep,
     snapshot,
+    housekeeping,
+    isLeader: () => leader.isLeader(),
     async stop() {
       clearInterval(poll);
       clearInterval(registryTimer);
       await Promise.all(jobs.map((j) => j.destroy()));
+      await housekeepingRun;
       await agents.stop();
+      await leader.release();
     },
   };
 }

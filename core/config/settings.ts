@@ -50,6 +50,8 @@ export interface Settings {
   /** Missed report intervals after which a node is stale (no traffic) and then unhealthy. */
   readonly staleAfterIntervals: number;
   readonly unhealthyAfterIntervals: number;
+  /** Self-registered nodes whose agent has been gone this long are removed; 0: never. */
+  readonly ghostNodeAfterMs: number;
   /** PEM files for the scheduler's gRPC TLS; both unset: plaintext (inside a trusted network). */
   readonly grpcTlsCert: string | undefined;
   readonly grpcTlsKey: string | undefined;
@@ -120,6 +122,7 @@ export const KNOBS: readonly Knob[] = [
   { key: 'reportIntervalMs', env: 'SWITCHYARD_REPORT_INTERVAL_MS', flag: 'report-interval-ms', kind: 'int', def: 1000, min: 100, doc: 'how often agents report load, ms (sent to them in Welcome)' },
   { key: 'staleAfterIntervals', env: 'SWITCHYARD_STALE_AFTER_INTERVALS', flag: 'stale-after-intervals', kind: 'int', def: 3, min: 1, doc: 'missed report intervals after which a registered node is stale and gets no traffic' },
   { key: 'unhealthyAfterIntervals', env: 'SWITCHYARD_UNHEALTHY_AFTER_INTERVALS', flag: 'unhealthy-after-intervals', kind: 'int', def: 10, min: 1, doc: 'missed report intervals after which the scheduler marks a node unhealthy' },
+  { key: 'ghostNodeAfterMs', env: 'SWITCHYARD_GHOST_NODE_AFTER_MS', flag: 'ghost-node-after-ms', kind: 'int', def: 600_000, min: 0, doc: 'the scheduler removes a self-registered node (bootstrap token) whose agent no scheduler has seen for this long, ms; 0: never' },
   { key: 'grpcTlsCert', env: 'SWITCHYARD_GRPC_TLS_CERT', flag: 'grpc-tls-cert', kind: 'string', def: undefined, doc: 'PEM certificate chain of the scheduler gRPC endpoint (with --grpc-tls-key: TLS on)' },
   { key: 'grpcTlsKey', env: 'SWITCHYARD_GRPC_TLS_KEY', flag: 'grpc-tls-key', kind: 'string', def: undefined, doc: 'PEM private key of the scheduler gRPC endpoint' },
   { key: 'capacityHorizonSeconds', env: 'SWITCHYARD_CAPACITY_HORIZON_S', flag: 'capacity-horizon-s', kind: 'int', def: 30, min: 1, doc: "a node's token budget in the capacity ledger: its tokens/s × this many seconds of work, s" },

@@ -1,6 +1,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Database } from '../database/database.js';
 import { hashSecret } from './key-store.js';
+import { PgBootstrapTokenStore, type BootstrapTokenStore } from './bootstrap-token-store.js';
 
 /** A GPU node registered by an operator (nodes of regions.yaml are not stored here). */
 export interface NodeRecord {
@@ -15,9 +16,13 @@ export interface NodeRecord {
   readonly draining: boolean;
   readonly createdAt: Date;
   readonly updatedAt: Date;
+  /** The bootstrap token the node's agent registered it with; null: registered by an operator. */
+  readonly bootstrapTokenId?: string | null;
+  /** When a scheduler last had the node's agent connected; null: never. */
+  readonly agentSeenAt?: Date | null;
 }
 
-export type NewNode = Omit<NodeRecord, 'draining' | 'createdAt' | 'updatedAt'>;
+export type NewNode = Omit<NodeRecord, 'draining' | 'createdAt' | 'updatedAt' | 'bootstrapTokenId' | 'agentSeenAt'>;
 
 export interface Registration {
   readonly record: NodeRecord;
@@ -42,9 +47,23 @@ export interface NodeStore {
   verifyJoinToken(id: string, token: string): Promise<boolean>;
   /** Nodes changed (registered, drained, resumed) since `since`, for gateways' polling. */
   changedSince(since: Date): Promise<NodeRecord[]>;
+  /** Records that a scheduler has these nodes' agents connected now (`agent_seen_at`; not `updated_at`). */
+  touchAgents(ids: readonly string[]): Promise<void>;
+  /**
+   * Removes self-registered nodes whose agent no scheduler has seen for `goneForMs` (a scaled-down
+   * Deployment's pods), except `connected`; returns the ids removed. Operator-registered nodes stay.
+   */
+  removeGhosts(goneForMs: number, connected: readonly string[]): Promise<string[]>;
+  /** Tokens with which agents register their own nodes. */
+  readonly bootstrapTokens: BootstrapTokenStore;
 }
 
-interface Row {
+/** A new join token (the node's own credential); only its hash is stored. */
+export function newJoinToken(): string {
+  return `sy-join-${randomBytes(24).toString('base64url')}`;
+}
+
+export interface NodeRow {
   id: string;
   region: string;
   cluster: string;
@@ -56,11 +75,15 @@ interface Row {
   draining: boolean;
   created_at: Date;
   updated_at: Date;
+  bootstrap_token_id: string | null;
+  agent_seen_at: Date | null;
 }
+type Row = NodeRow;
 
-const COLUMNS = 'id, region, cluster, url, engine, models, tokens_per_second, max_sequences, draining, created_at, updated_at';
+export const NODE_COLUMNS = 'id, region, cluster, url, engine, models, tokens_per_second, max_sequences, draining, created_at, updated_at, bootstrap_token_id, agent_seen_at';
+const COLUMNS = NODE_COLUMNS;
 
-function toRecord(r: Row): NodeRecord {
+export function toNodeRecord(r: NodeRow): NodeRecord {
   return {
     id: r.id,
     region: r.region,
@@ -73,15 +96,22 @@ function toRecord(r: Row): NodeRecord {
     draining: r.draining,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
+    bootstrapTokenId: r.bootstrap_token_id,
+    agentSeenAt: r.agent_seen_at,
   };
 }
+const toRecord = toNodeRecord;
 
 /** The node registry in Postgres (or the embedded PGlite). */
 export class PgNodeStore implements NodeStore {
-  constructor(private readonly db: Database) {}
+  readonly bootstrapTokens: BootstrapTokenStore;
+
+  constructor(private readonly db: Database) {
+    this.bootstrapTokens = new PgBootstrapTokenStore(db);
+  }
 
   async register(node: NewNode, opts: { readonly rotateToken?: boolean } = {}): Promise<Registration> {
-    const joinToken = `sy-join-${randomBytes(24).toString('base64url')}`;
+    const joinToken = newJoinToken();
     // One statement, so two registrations racing for an id cannot both "create" it; xmax = 0
     // marks a row this statement inserted rather than updated.
     const { rows } = await this.db.pool.query<Row & { created: boolean }>(
@@ -134,5 +164,21 @@ export class PgNodeStore implements NodeStore {
   async changedSince(since: Date): Promise<NodeRecord[]> {
     const { rows } = await this.db.pool.query<Row>(`SELECT ${COLUMNS} FROM nodes WHERE updated_at > $1`, [since]);
     return rows.map(toRecord);
+  }
+
+  async touchAgents(ids: readonly string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.db.pool.query('UPDATE nodes SET agent_seen_at = now() WHERE id = ANY($1::text[])', [ids]);
+  }
+
+  async removeGhosts(goneForMs: number, connected: readonly string[]): Promise<string[]> {
+    // A node self-registered but never seen counts from its registration.
+    const { rows } = await this.db.pool.query<{ id: string }>(
+      `DELETE FROM nodes WHERE bootstrap_token_id IS NOT NULL AND NOT (id = ANY($2::text[]))
+         AND COALESCE(agent_seen_at, updated_at) < now() - make_interval(secs => $1::float8 / 1000)
+       RETURNING id`,
+      [goneForMs, connected],
+    );
+    return rows.map((r) => r.id);
   }
 }

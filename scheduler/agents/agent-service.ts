@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../core/logger.js';
-import { agentService, type AgentMessage, type Hello, type SchedulerCommand } from '../../proto/agent-protocol.js';
+import { agentService, type AgentMessage, type Hello, type SchedulerCommand, type Welcome } from '../../proto/agent-protocol.js';
 import { sanitizeReport, type CleanReport } from './report-validation.js';
 
 /** Checks an agent's join token against the node registry (which stores only its hash). */
@@ -8,10 +8,20 @@ export interface AgentAuthenticator {
   verify(nodeId: string, joinToken: string): Promise<boolean>;
 }
 
+/** The outcome of an agent's self-registration with a bootstrap token. */
+export type BootstrapResult =
+  | { readonly ok: true; readonly credential: string; readonly region: string; readonly cluster: string }
+  | { readonly ok: false; readonly code: grpc.status; readonly reason: string; readonly details: string };
+
+/** Registers the node of an agent that presents a bootstrap token instead of a valid join token. */
+export interface AgentBootstrapper {
+  join(hello: Hello): Promise<BootstrapResult>;
+}
+
 /** What the scheduler knows of a connected node from its agent. */
 export interface AgentView {
   readonly nodeId: string;
-  readonly hello: Omit<Hello, 'join_token'>;
+  readonly hello: Omit<Hello, 'join_token' | 'bootstrap_token'>;
   readonly connectedAt: number;
   lastReport: CleanReport | undefined;
   reportIntervalMs: number;
@@ -19,6 +29,8 @@ export interface AgentView {
 
 export interface AgentServiceOptions {
   readonly auth: AgentAuthenticator;
+  /** Absent: Hellos with a bootstrap token are refused like a wrong join token. */
+  readonly bootstrap?: AgentBootstrapper;
   readonly log: Logger;
   readonly reportIntervalMs: number;
   /** Larger messages are refused by gRPC itself (RESOURCE_EXHAUSTED). */
@@ -28,6 +40,8 @@ export interface AgentServiceOptions {
   readonly now?: () => number;
   readonly onReport?: (view: AgentView) => void;
   readonly onRejected?: (reason: string) => void;
+  /** Called when an agent is admitted (its node id). */
+  readonly onAccepted?: (nodeId: string) => void;
   readonly onClamped?: (field: string) => void;
   /** PEM certificate chain and key: the endpoint then serves TLS only. */
   readonly tls?: { readonly cert: Buffer; readonly key: Buffer } | undefined;
@@ -100,15 +114,15 @@ export class AgentService {
         const hello = msg.hello;
         nodeId = hello.node_id; // claimed; confirmed below before anything is trusted
         stream.pause();
-        this.opts.auth.verify(hello.node_id, hello.join_token).then(
-          (ok) => {
-            if (!ok) return this.reject(stream, 'unauthenticated', grpc.status.UNAUTHENTICATED, 'unknown node or wrong join token');
-            this.accept(stream, hello);
+        this.admit(hello).then(
+          (result) => {
+            if (!result.ok) return this.reject(stream, result.reason, result.code, result.details);
+            this.accept(stream, hello, result.welcome);
             stream.resume();
           },
           (err: unknown) => {
             this.opts.log.warn({ err: (err as Error).message }, 'join token check failed');
-            this.reject(stream, 'auth_error', grpc.status.UNAVAILABLE, 'cannot check the join token right now');
+            this.reject(stream, 'auth_error', grpc.status.UNAVAILABLE, 'cannot check the join or bootstrap token right now');
           },
         );
         return;
@@ -139,14 +153,31 @@ export class AgentService {
     stream.on('close', gone);
   }
 
-  private accept(stream: Stream, hello: Hello): void {
+  /**
+   * A valid join token admits the agent; failing that, a bootstrap token registers its node (a
+   * restarted agent whose credential was lost re-joins as the same node). The join token is
+   * tried first so that a running node keeps working after its bootstrap token expires.
+   */
+  private async admit(hello: Hello): Promise<{ ok: true; welcome: Partial<Welcome> } | { ok: false; code: grpc.status; reason: string; details: string }> {
+    if (hello.join_token !== '' && (await this.opts.auth.verify(hello.node_id, hello.join_token))) return { ok: true, welcome: {} };
+    const bootstrap = this.opts.bootstrap;
+    if (hello.bootstrap_token === undefined || hello.bootstrap_token === '' || bootstrap === undefined) {
+      return { ok: false, code: grpc.status.UNAUTHENTICATED, reason: 'unauthenticated', details: 'unknown node or wrong join token' };
+    }
+    const joined = await bootstrap.join(hello);
+    if (!joined.ok) return joined;
+    return { ok: true, welcome: { node_credential: joined.credential, region: joined.region, cluster: joined.cluster } };
+  }
+
+  private accept(stream: Stream, hello: Hello, welcome: Partial<Welcome>): void {
     const previous = this.streams.get(hello.node_id);
     // A reconnecting agent replaces its old stream (the old TCP connection may not be dead yet).
     if (previous !== undefined) previous.end();
-    const { join_token: _secret, ...rest } = hello;
+    const { join_token: _secret, bootstrap_token: _bootstrap, ...rest } = hello;
     this.streams.set(hello.node_id, stream);
     this.agents.set(hello.node_id, { nodeId: hello.node_id, hello: rest, connectedAt: this.now(), lastReport: undefined, reportIntervalMs: this.opts.reportIntervalMs });
-    stream.write({ welcome: { report_interval_ms: this.opts.reportIntervalMs } });
+    stream.write({ welcome: { report_interval_ms: this.opts.reportIntervalMs, ...welcome } });
+    this.opts.onAccepted?.(hello.node_id);
     this.opts.initialCommands?.(hello.node_id).then(
       (commands) => {
         if (this.streams.get(hello.node_id) === stream) for (const c of commands) stream.write(c);

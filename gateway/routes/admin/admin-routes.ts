@@ -7,6 +7,7 @@ import type { NodeStore } from '../../../core/storage/node-store.js';
 import type { Fleet } from '../../../scheduler/fleet.js';
 import { adminAuth } from '../../plugins/auth.js';
 import { nodeRoutes } from './node-routes.js';
+import { bootstrapTokenRoutes } from './bootstrap-token-routes.js';
 
 export interface AdminDeps {
   readonly token: string;
@@ -103,6 +104,7 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps, onRevoked?: (
       });
 
       nodeRoutes(admin, deps.nodes, deps.fleet);
+      bootstrapTokenRoutes(admin, deps.nodes.bootstrapTokens, deps.fleet);
 
       admin.get('/usage', { schema: { querystring: UsageQuery } }, async (request) => {
         const q = request.query as { from?: string; to?: string; groupBy?: 'tenant' | 'key' | 'model' | 'region' | 'node' };
