@@ -7,6 +7,8 @@ import { requestStart } from './plugins/auth.js';
 import { jsonBody } from './plugins/json-body.js';
 import { strictBodyValidators } from './plugins/validation.js';
 import { adminRoutes } from './routes/admin/admin-routes.js';
+import { ConsoleSessions } from './plugins/console-session.js';
+import { consoleRoutes } from './routes/console.js';
 import { internalRoutes } from './routes/internal/internal-routes.js';
 import { healthRoutes } from './routes/health.js';
 import { inferenceRoutes } from './routes/v1/inference.js';
@@ -56,6 +58,12 @@ export function buildApp(deps: GatewayDeps, logger: Logger): FastifyInstance {
   inferenceRoutes(app, deps);
   responsesRoutes(app, deps);
   if (deps.internal !== undefined) internalRoutes(app, deps.internal);
-  if (deps.admin !== undefined) adminRoutes(app, deps.admin, (id) => deps.keyCache?.evict(new Set([id])));
+  // The console (/console) is on exactly when the admin API is; its session cookie works there too.
+  const sessions = deps.admin === undefined ? undefined : new ConsoleSessions({ adminToken: deps.admin.token });
+  consoleRoutes(app, sessions);
+  if (deps.admin !== undefined) {
+    const views = { sessions, registry: deps.registry, horizonSeconds: deps.settings.capacityHorizonSeconds, responses: deps.responses };
+    adminRoutes(app, deps.admin, (id) => deps.keyCache?.evict(new Set([id])), views);
+  }
   return app;
 }

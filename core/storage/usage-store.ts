@@ -33,6 +33,10 @@ export interface UsageStore {
   /** Writes a batch in one statement; records already written are skipped. Returns rows inserted. */
   insertBatch(records: readonly UsageRecord[]): Promise<number>;
   aggregate(q: { from: Date; to: Date; groupBy: UsageGroupBy }): Promise<UsageRow[]>;
+  /** The same sums per time bucket of `bucketSeconds` (bucket starts aligned to the epoch). */
+  series?(q: { from: Date; to: Date; groupBy: UsageGroupBy; bucketSeconds: number }): Promise<Array<UsageRow & { readonly bucket: Date }>>;
+  /** When each key was last used (its latest usage record) within the last 90 days. */
+  lastUsedByKey?(): Promise<Map<string, Date>>;
 }
 
 const GROUP_COLUMN: Record<UsageGroupBy, string> = {
@@ -82,5 +86,33 @@ export class PgUsageStore implements UsageStore {
       completionTokens: Number(r.completion),
       errors: Number(r.errors),
     }));
+  }
+
+  async series(q: { from: Date; to: Date; groupBy: UsageGroupBy; bucketSeconds: number }): Promise<Array<UsageRow & { bucket: Date }>> {
+    const column = GROUP_COLUMN[q.groupBy];
+    const { rows } = await this.db.pool.query<{ bucket: Date; grp: string | null; requests: string; prompt: string; completion: string; errors: string }>(
+      `SELECT to_timestamp(floor(extract(epoch FROM created_at) / $3) * $3) AS bucket, ${column} AS grp, count(*) AS requests,
+              COALESCE(sum(prompt_tokens), 0) AS prompt, COALESCE(sum(completion_tokens), 0) AS completion,
+              count(*) FILTER (WHERE status >= 400) AS errors
+       FROM usage_records WHERE created_at >= $1 AND created_at < $2
+       GROUP BY 1, 2 ORDER BY 1, 2`,
+      [q.from, q.to, q.bucketSeconds],
+    );
+    return rows.map((r) => ({
+      bucket: new Date(r.bucket),
+      group: r.grp,
+      requests: Number(r.requests),
+      promptTokens: Number(r.prompt),
+      completionTokens: Number(r.completion),
+      errors: Number(r.errors),
+    }));
+  }
+
+  async lastUsedByKey(): Promise<Map<string, Date>> {
+    const { rows } = await this.db.pool.query<{ key_id: string; last: Date }>(
+      `SELECT key_id, max(created_at) AS last FROM usage_records
+       WHERE key_id IS NOT NULL AND created_at > now() - interval '90 days' GROUP BY key_id`,
+    );
+    return new Map(rows.map((r) => [r.key_id, new Date(r.last)]));
   }
 }

@@ -15,6 +15,8 @@ export interface JobQueue {
   unavailable(now: number): string | undefined;
   /** Consumers serving the queue as last seen; undefined while unknown. */
   workerCount(): number | undefined;
+  /** Jobs not finished yet (and recent failures), newest first: the admin API lists them. */
+  list?(limit: number): Promise<Array<{ id: string; state: string }>>;
   close(): Promise<void>;
 }
 
@@ -185,6 +187,15 @@ export class BackgroundJobs implements JobQueue {
 
   workerCount(): number | undefined {
     return this.workers;
+  }
+
+  async list(limit: number): Promise<Array<{ id: string; state: string }>> {
+    const out: Array<{ id: string; state: string }> = [];
+    for (const state of ['active', 'waiting', 'prioritized', 'delayed', 'failed'] as const) {
+      if (out.length >= limit) break;
+      for (const job of await this.queue.getJobs([state], 0, limit - out.length - 1)) if (job?.id !== undefined) out.push({ id: job.id, state });
+    }
+    return out;
   }
 
   /** Jobs by state, for metrics and tests. */

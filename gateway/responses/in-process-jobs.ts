@@ -86,6 +86,15 @@ export class InProcessJobs implements JobQueue {
     return undefined;
   }
 
+  list(limit: number): Promise<Array<{ id: string; state: string }>> {
+    const out = [
+      ...[...this.running.keys()].map((id) => ({ id, state: 'active' })),
+      ...this.waiting.map((p) => ({ id: p.id, state: 'waiting' })),
+      ...[...this.retries.values()].map((id) => ({ id, state: 'delayed' })),
+    ];
+    return Promise.resolve(out.slice(0, limit));
+  }
+
   workerCount(): number {
     return this.closed ? 0 : 1;
   }

@@ -6,8 +6,12 @@ import type { UsageStore } from '../../../core/storage/usage-store.js';
 import type { NodeStore } from '../../../core/storage/node-store.js';
 import type { Fleet } from '../../../scheduler/fleet.js';
 import { adminAuth } from '../../plugins/auth.js';
+import { adminOrSession, type ConsoleSessions } from '../../plugins/console-session.js';
+import { fleetRoutes } from './fleet-routes.js';
 import { nodeRoutes } from './node-routes.js';
 import { bootstrapTokenRoutes } from './bootstrap-token-routes.js';
+import { queueRoutes, type QueueViewDeps } from './queue-routes.js';
+import { usageSeriesRoutes } from './usage-series-routes.js';
 
 export interface AdminDeps {
   readonly token: string;
@@ -15,6 +19,13 @@ export interface AdminDeps {
   readonly usage: UsageStore;
   readonly nodes: NodeStore;
   readonly fleet: Fleet;
+}
+
+/** What the console's views need besides the stores (all optional: tests build the admin API without them). */
+export interface AdminViews extends Partial<QueueViewDeps> {
+  /** Console sessions: their cookie is accepted instead of the bearer token (CSRF-checked). */
+  readonly sessions?: ConsoleSessions | undefined;
+  readonly horizonSeconds?: number;
 }
 
 const Id = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' });
@@ -55,10 +66,10 @@ interface CreateKeyBody {
  * `/admin/v1`: tenants, API keys and usage. Authorised by the admin token; only registered when
  * one is configured. Key secrets are returned once, at creation, and never again.
  */
-export function adminRoutes(app: FastifyInstance, deps: AdminDeps, onRevoked?: (keyId: string) => void): void {
+export function adminRoutes(app: FastifyInstance, deps: AdminDeps, onRevoked?: (keyId: string) => void, views: AdminViews = {}): void {
   void app.register(
     async (admin) => {
-      admin.addHook('onRequest', async (request) => adminAuth(request, deps.token));
+      admin.addHook('onRequest', async (request) => adminOrSession(request, views.sessions, () => adminAuth(request, deps.token)));
 
       admin.post('/keys', { schema: { body: CreateKey } }, async (request, reply) => {
         const body = request.body as CreateKeyBody;
@@ -105,6 +116,9 @@ export function adminRoutes(app: FastifyInstance, deps: AdminDeps, onRevoked?: (
 
       nodeRoutes(admin, deps.nodes, deps.fleet);
       bootstrapTokenRoutes(admin, deps.nodes.bootstrapTokens, deps.fleet);
+      fleetRoutes(admin, { fleet: deps.fleet, registry: views.registry, horizonSeconds: views.horizonSeconds ?? 30 });
+      queueRoutes(admin, { registry: views.registry, responses: views.responses });
+      usageSeriesRoutes(admin, deps.usage);
 
       admin.get('/usage', { schema: { querystring: UsageQuery } }, async (request) => {
         const q = request.query as { from?: string; to?: string; groupBy?: 'tenant' | 'key' | 'model' | 'region' | 'node' };
