@@ -14,6 +14,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   gateway: ['scheduler', 'core'],
   'gpu-agent': ['proto', 'core'],
   sim: [],
+  console: [],
 };
 
 const IMPORT = /(?:^|\s)(?:import|export)\s[^;]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
@@ -21,7 +22,7 @@ const IMPORT = /(?:^|\s)(?:import|export)\s[^;]*?from\s+['"]([^'"]+)['"]|import\
 function importsOf(module: string): Array<{ file: string; spec: string }> {
   const found: Array<{ file: string; spec: string }> = [];
   for (const entry of readdirSync(module, { recursive: true, encoding: 'utf8' })) {
-    if (!entry.endsWith('.ts')) continue;
+    if (!/\.tsx?$/.test(entry)) continue;
     const file = join(module, entry);
     for (const m of readFileSync(file, 'utf8').matchAll(IMPORT)) found.push({ file, spec: (m[1] ?? m[2]) as string });
   }
