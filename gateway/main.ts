@@ -23,6 +23,10 @@ import { InProcessJobs } from './responses/in-process-jobs.js';
 import { RegionPeers } from './regions/region-peers.js';
 import { summarise } from './regions/region-summary.js';
 import { RegionalResponseStore } from './regions/regional-responses.js';
+import { LeasedRateLimiter } from '../core/ratelimit/leased-rate-limiter.js';
+import { RedisRateLimiter } from '../core/ratelimit/redis-rate-limiter.js';
+import { ResilientRateLimiter } from '../core/ratelimit/resilient-rate-limiter.js';
+import type { Redis } from 'ioredis';
 import type { Fleet } from '../scheduler/fleet.js';
 import type { JobQueue } from './responses/background-jobs.js';
 import { ConversationArchiver } from './responses/conversation-archiver.js';
@@ -46,6 +50,8 @@ export interface GatewayServices {
   /** Capacity reservations shared by every gateway (Redis), or this process's (memory). */
   readonly ledger: CapacityLedger;
   readonly responses: ResponseStore;
+  /** The region's Redis, when there is one (regional limit slices live there). */
+  readonly redis?: Redis | undefined;
   limiterErrors?(): number;
   ledgerErrors?(): number;
   /** Postgres pool and Redis health gauges (cli/services.ts). */
@@ -96,6 +102,15 @@ function peersFor(settings: Settings, fleet: Fleet, region: string, registry: Re
   });
 }
 
+/** The limiter of a standalone region that is not the limits home; undefined elsewhere. */
+function leasedLimiter(settings: Settings, topology: Topology, region: string, services: GatewayServices, peers: RegionPeers | undefined, log: Logger): RateLimiter | undefined {
+  const home = topology.limitsHome === region ? undefined : peers?.peer(topology.limitsHome);
+  if (home === undefined || peers === undefined || services.redis === undefined) return undefined;
+  const limiterLog = log.child({ module: 'rate-limiter' });
+  const slices = new LeasedRateLimiter({ redis: services.redis, keyPrefix: settings.redisPrefix, source: peers.slicesFrom(home), log: limiterLog });
+  return new ResilientRateLimiter(slices, { mode: settings.rateLimitFailure, log: limiterLog });
+}
+
 /** Wires the gateway's components and listens. Stop order is the reverse of start order. */
 export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle> {
   const { settings, topology, logger } = opts;
@@ -124,8 +139,11 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     settings.auth === 'keys'
       ? new KeyCache(services.keyStore, { ttlMs: settings.keyCacheTtlMs, pollMs: 1000, log: log.child({ module: 'key-cache' }) })
       : undefined;
+  const peers = peersFor(settings, fleet, region.id, registry, log);
+  // Standalone regions other than the limits home admit against slices leased from it.
+  const leased = settings.auth === 'keys' ? leasedLimiter(settings, topology, region.id, services, peers, log) : undefined;
   const accounting = new RequestAccounting({
-    limiter: settings.auth === 'keys' ? services.limiter : undefined,
+    limiter: settings.auth === 'keys' ? (leased ?? services.limiter) : undefined,
     buffer: services.usageBuffer,
     region: region.id,
     log,
@@ -133,7 +151,6 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   });
 
   // Response ids name their region: a conversation continues in any region's gateway.
-  const peers = peersFor(settings, fleet, region.id, registry, log);
   const responseStore = peers === undefined ? services.responses : new RegionalResponseStore(services.responses, peers, region.id);
   const runner = new ResponseRunner(stack, responseStore, settings);
   let jobs: JobQueue | undefined;
@@ -173,6 +190,11 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           token: settings.regionToken,
           summary: () => summarise(fleet, region.id, stack.policy, (model) => stack.gate.waitingFor(model, region.id), Date.now()),
           response: (id: string) => services.responses.get(id),
+          // The limits home lends slices of the same buckets its own requests are admitted against.
+          limits:
+            topology.limitsHome === region.id && services.redis !== undefined
+              ? new RedisRateLimiter({ redis: services.redis, keyPrefix: settings.redisPrefix })
+              : undefined,
         };
 
   let accepting = true;
@@ -262,6 +284,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
           await jobs?.close();
           await pools.close(0);
           await peers?.close();
+          await leased?.close();
           await events?.close();
         }
         log.info('gateway stopped');

@@ -83,6 +83,11 @@ function checkSemantics(file: RegionsFile, problems: ConfigProblem[]): void {
     });
     if (!(d.rttMs >= 0)) problems.push({ path: `distances[${i}].rttMs`, message: 'must be zero or more' });
   });
+  const home = file.limitsHome ?? file.regions[0]?.id;
+  if (file.limitsHome !== undefined && !regionIds.has(file.limitsHome)) problems.push({ path: 'limitsHome', message: `unknown region "${file.limitsHome}"` });
+  if (file.regions.some((r) => r.gateway !== undefined) && file.regions.find((r) => r.id === home)?.gateway === undefined) {
+    problems.push({ path: 'limitsHome', message: `the limits home region "${home ?? ''}" needs a gateway: the other regions lease from it` });
+  }
   if (file.defaultRttMs !== undefined && !(file.defaultRttMs >= 0)) {
     problems.push({ path: 'defaultRttMs', message: 'must be zero or more' });
   }
@@ -136,6 +141,7 @@ function buildTopology(file: RegionsFile): Topology {
   return Object.freeze({
     regions,
     nodes: Object.freeze(nodes),
+    limitsHome: file.limitsHome ?? (file.regions[0] as { id: string }).id,
     rttMs: (from: string, to: string): number => (from === to ? 0 : (rtt.get(`${from}|${to}`) ?? defaultRtt)),
   });
 }

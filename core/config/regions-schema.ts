@@ -77,6 +77,11 @@ export const RegionsFileSchema = Type.Object(
     distances: Type.Optional(Type.Array(Distance)),
     /** Round trip assumed between two regions that `distances` does not list. */
     defaultRttMs: Type.Optional(Type.Number()),
+    /**
+     * The region whose Redis holds every key's authoritative rate-limit buckets; the other
+     * standalone regions lease slices of them. Default: the first region.
+     */
+    limitsHome: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false },
 );

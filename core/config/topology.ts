@@ -40,6 +40,8 @@ export interface NodeSpec {
 export interface Topology {
   readonly regions: ReadonlyMap<string, RegionSpec>;
   readonly nodes: readonly NodeSpec[];
+  /** The region holding the keys' authoritative limit buckets (regions.yaml `limitsHome`). */
+  readonly limitsHome: string;
   /** Round trip between two regions in milliseconds; 0 within a region. */
   rttMs(from: string, to: string): number;
 }

@@ -78,12 +78,49 @@ save()
 return 1
 `;
 
+/**
+ * grant: another region leases a slice of the key's budget (see LeasedRateLimiter)
+ * KEYS[1] bucket hash  KEYS[2] concurrency leases
+ * ARGV[1] requests/min  ARGV[2] tokens/min  ARGV[3] requests wanted  ARGV[4] tokens wanted
+ * Returns {requests granted, tokens granted}: what the buckets hold, at most what was asked.
+ */
+const GRANT = `${COMMON}
+local gr = 0
+local gt = 0
+if rpm > 0 then gr = math.max(0, math.min(tonumber(ARGV[3]), math.floor(r))) end
+if tpm > 0 then gt = math.max(0, math.min(tonumber(ARGV[4]), math.floor(tok))) end
+r = r - gr
+tok = tok - gt
+save()
+return {gr, gt}
+`;
+
+/**
+ * give back: a region returns the unused part of its slice
+ * KEYS[1] bucket hash  KEYS[2] concurrency leases
+ * ARGV[1] requests/min  ARGV[2] tokens/min  ARGV[3] requests  ARGV[4] tokens
+ */
+const GIVE_BACK = `${COMMON}
+if rpm > 0 then r = math.min(rpm, r + tonumber(ARGV[3])) end
+if tpm > 0 then tok = math.min(tpm, tok + tonumber(ARGV[4])) end
+save()
+return 1
+`;
+
 const REASONS: readonly (LimitReason | undefined)[] = [undefined, 'requests', 'tokens', 'concurrency'];
 
 type LimiterRedis = Redis & {
   switchyardAdmit(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
   switchyardSettle(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
+  switchyardGrant(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
+  switchyardGiveBack(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
 };
+
+/** Requests and tokens of a key's budget moving between regions. */
+export interface Slice {
+  readonly requests: number;
+  readonly tokens: number;
+}
 
 /** Limits shared by every gateway replica: one EVALSHA per admission and one per settle. */
 export class RedisRateLimiter implements RateLimiter {
@@ -99,6 +136,8 @@ export class RedisRateLimiter implements RateLimiter {
     if (typeof (this.redis as Partial<LimiterRedis>).switchyardAdmit !== 'function') {
       this.redis.defineCommand('switchyardAdmit', { numberOfKeys: 2, lua: ADMIT });
       this.redis.defineCommand('switchyardSettle', { numberOfKeys: 2, lua: SETTLE });
+      this.redis.defineCommand('switchyardGrant', { numberOfKeys: 2, lua: GRANT });
+      this.redis.defineCommand('switchyardGiveBack', { numberOfKeys: 2, lua: GIVE_BACK });
     }
   }
 
@@ -131,6 +170,22 @@ export class RedisRateLimiter implements RateLimiter {
   async settle(keyId: string, limits: KeyLimits, leaseId: string, reservedTokens: number, actualTokens: number): Promise<void> {
     const [bucket, leases] = this.keys(keyId);
     await this.redis.switchyardSettle(bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, leaseId, reservedTokens - actualTokens);
+  }
+
+  /**
+   * Takes up to `want` from the key's buckets for another region's slice (this is the limits home
+   * region): the same buckets this region's own requests are admitted against.
+   */
+  async grant(keyId: string, limits: KeyLimits, want: Slice): Promise<Slice> {
+    const [bucket, leases] = this.keys(keyId);
+    const res = await this.redis.switchyardGrant(bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, want.requests, want.tokens);
+    return { requests: res[0] ?? 0, tokens: res[1] ?? 0 };
+  }
+
+  /** Puts back what a region did not use (capped at the buckets' size). */
+  async giveBack(keyId: string, limits: KeyLimits, slice: Slice): Promise<void> {
+    const [bucket, leases] = this.keys(keyId);
+    await this.redis.switchyardGiveBack(bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, slice.requests, slice.tokens);
   }
 
   async close(): Promise<void> {

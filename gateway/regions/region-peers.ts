@@ -4,6 +4,9 @@ import type { Logger } from '../../core/logger.js';
 import type { PeerRegion } from '../../scheduler/fleet.js';
 import { ErrorCode, SwitchyardError } from '../../core/errors.js';
 import type { StoredResponse } from '../../core/storage/response-store.js';
+import type { SliceSource } from '../../core/ratelimit/leased-rate-limiter.js';
+import type { KeyLimits } from '../../core/ratelimit/rate-limiter.js';
+import type { Slice } from '../../core/ratelimit/redis-rate-limiter.js';
 import { expectedRemoteSeconds, type RegionSummary } from './region-summary.js';
 
 export interface RegionPeersOptions {
@@ -193,6 +196,31 @@ export class RegionPeers {
    */
   relay(peer: Peer, method: 'GET' | 'POST' | 'DELETE', path: string, headers: Record<string, string>, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
     return request(`${peer.spec.gateway}${path}`, { dispatcher: peer.pool, method, headers, signal, headersTimeout: this.opts.idleTimeoutMs, bodyTimeout: this.opts.idleTimeoutMs });
+  }
+
+  /** The key budget's slices, leased from `home`'s gateway (this region is not the limits home). */
+  slicesFrom(home: Peer): SliceSource {
+    const call = async (path: string, keyId: string, limits: KeyLimits, slice: Slice): Promise<unknown> => {
+      const res = await request(`${home.spec.gateway}/internal/v1/limits/${path}`, {
+        dispatcher: home.pool,
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ keyId, limits: { requestsPerMinute: limits.requestsPerMinute, tokensPerMinute: limits.tokensPerMinute, maxConcurrent: limits.maxConcurrent }, slice }),
+        headersTimeout: 2000,
+        bodyTimeout: 2000,
+      });
+      if (res.statusCode !== 200) {
+        await res.body.dump();
+        throw new Error(`limits home ${home.spec.region.id} answered HTTP ${res.statusCode}`);
+      }
+      return res.body.json();
+    };
+    return {
+      grant: async (keyId, limits, want) => (await call('grant', keyId, limits, want)) as Slice,
+      giveBack: async (keyId, limits, slice) => {
+        await call('give-back', keyId, limits, slice);
+      },
+    };
   }
 
   /** Counts a forwarding outcome: served there, unreachable, or full (served here instead). */

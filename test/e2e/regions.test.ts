@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, refusedPort, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+import { eventually, refusedPort, simStats, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.js';
 import { dropSchema, PG_URL, query, uniqueName } from '../helpers/services.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
@@ -22,6 +22,7 @@ const toNorth = { proxy: undefined as TcpProxy | undefined, port: 0 };
 let west: RunningProcess;
 let north: RunningProcess;
 
+let westSim: RunningProcess;
 let apiKey = '';
 let keyId = '';
 
@@ -42,6 +43,7 @@ beforeAll(async () => {
     track(startSimProcess(['--max-seqs', '4', '--tokens-per-second', '2000', '--ttft-ms', '1'])),
   ]);
 
+  westSim = simWest;
   const [westPort, northPort] = [await refusedPort(), await refusedPort()];
   toWest.proxy = new TcpProxy('127.0.0.1', westPort, RTT_MS / 2);
   toNorth.proxy = new TcpProxy('127.0.0.1', northPort, RTT_MS / 2);
@@ -94,6 +96,7 @@ distances:
 }, 60_000);
 
 afterAll(async () => {
+  if (process.env['DUMP_REGION_LOGS']) for (const p of [west, north]) console.log(p.output.filter((l) => /"level":(40|50)/.test(l)).slice(0, 60).join('\n'));
   await Promise.all(started.map((p) => p.stop()));
   await Promise.all([toWest.proxy?.stop(), toNorth.proxy?.stop()]);
   await Promise.all([redis.west?.stop(), redis.north?.stop()]);
@@ -101,8 +104,17 @@ afterAll(async () => {
 });
 
 const client = (gw: RunningProcess, key = apiKey) => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: key, maxRetries: 0 });
-const ask = (gw: RunningProcess, id: string, maxTokens = 2) =>
-  client(gw).chat.completions.create({ model: 'sim-small', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens }, { headers: { 'x-request-id': id } }).withResponse();
+async function newKey(limits: { requestsPerMinute: number; tokensPerMinute: number; maxConcurrent: number }): Promise<string> {
+  const res = await fetch(`${west.url}/admin/v1/keys`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ tenant: 'acme', name: uniqueName('k'), limits }),
+  });
+  return ((await res.json()) as { key: string }).key;
+}
+
+const ask = (gw: RunningProcess, id: string, maxTokens = 2, key = apiKey) =>
+  client(gw, key).chat.completions.create({ model: 'sim-small', messages: [{ role: 'user', content: 'hi' }], max_tokens: maxTokens }, { headers: { 'x-request-id': id } }).withResponse();
 
 describe('regions that stand alone', () => {
   it('serves local requests locally: no connection across regions on the request path', async () => {
@@ -150,6 +162,8 @@ describe('regions that stand alone', () => {
       expect(await metric(west, /switchyard_region_forwarded_total\{region="north",outcome="served"\} (\d+)/)).toBeGreaterThanOrEqual(2);
     } finally {
       await iterator.return?.();
+      // The next tests need west's node free again: the aborted stream leaves it.
+      await eventually(async () => (await simStats(westSim.url)).running === 0, 10_000, "west's node to be free");
     }
   });
 
@@ -190,6 +204,40 @@ describe('regions that stand alone', () => {
     await expect(client(north, other.key).responses.retrieve(t1.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await client(north).responses.delete(t1.id);
     await expect(client(west).responses.retrieve(t1.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it('a burst from one key to every region at once admits at most the limit plus one request per region', async () => {
+    const limit = 20;
+    const key = await newKey({ requestsPerMinute: limit, tokensPerMinute: 0, maxConcurrent: 0 });
+    const burst = (gw: RunningProcess) =>
+      Promise.all(Array.from({ length: limit }, () => ask(gw, uniqueName('burst'), 1, key).then(() => 1, (err: unknown) => {
+        expect(err).toBeInstanceOf(OpenAI.RateLimitError);
+        return 0;
+      })));
+    const [atWest, atNorth] = await Promise.all([burst(west), burst(north)]);
+    const admitted = [...atWest, ...atNorth].reduce((a, b) => a + b, 0);
+    expect(admitted).toBeLessThanOrEqual(limit + 2);
+    expect(admitted).toBeGreaterThanOrEqual(limit / 2);
+  });
+
+  it('a key used in one region only (not its limits home) gets at least 90% of its limit', async () => {
+    const limit = 60;
+    const key = await newKey({ requestsPerMinute: limit, tokensPerMinute: 0, maxConcurrent: 0 });
+    let admitted = 0;
+    let next = 0;
+    const started = Date.now();
+    // Closed loop, 4 at a time, twice the limit's worth of attempts; a refused client waits what
+    // the gateway tells it (retry-after-ms), as the SDKs do.
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      while (next++ < 2 * limit) {
+        const err = await ask(north, uniqueName('steady'), 1, key).then(() => undefined, (e: unknown) => e);
+        if (err === undefined) admitted++;
+        else await new Promise((r) => setTimeout(r, Number((err as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after-ms') ?? 250)));
+      }
+    }));
+    expect(admitted).toBeGreaterThanOrEqual(0.9 * limit);
+    // The bucket refills at the limit's rate meanwhile; one request may run ahead of the slice.
+    expect(admitted).toBeLessThanOrEqual(limit + Math.ceil(((Date.now() - started) * limit) / 60_000) + 1);
   });
 
   it("one region's Redis killed under load: the other region serves every request", async () => {

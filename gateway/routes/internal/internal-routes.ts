@@ -1,4 +1,8 @@
+import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import type { SliceSource } from '../../../core/ratelimit/leased-rate-limiter.js';
+import type { KeyLimits } from '../../../core/ratelimit/rate-limiter.js';
+import type { Slice } from '../../../core/ratelimit/redis-rate-limiter.js';
 import { regionAuth } from '../../plugins/auth.js';
 import type { RegionSummary } from '../../regions/region-summary.js';
 import { ErrorCode, SwitchyardError } from '../../../core/errors.js';
@@ -11,6 +15,22 @@ export interface InternalDeps {
   summary(): RegionSummary;
   /** A response this region holds (hot or archived), for a conversation continued elsewhere. */
   response(id: string): Promise<StoredResponse | undefined>;
+  /** Present in the limits home region: the keys' authoritative buckets, leased to other regions. */
+  readonly limits: SliceSource | undefined;
+}
+
+const SliceBody = Type.Object(
+  {
+    keyId: Type.String({ minLength: 1, maxLength: 200 }),
+    limits: Type.Object({ requestsPerMinute: Type.Number({ minimum: 0 }), tokensPerMinute: Type.Number({ minimum: 0 }), maxConcurrent: Type.Number({ minimum: 0 }) }),
+    slice: Type.Object({ requests: Type.Integer({ minimum: 0 }), tokens: Type.Integer({ minimum: 0 }) }),
+  },
+  { additionalProperties: false },
+);
+interface SliceCall {
+  keyId: string;
+  limits: KeyLimits;
+  slice: Slice;
 }
 
 /**
@@ -22,6 +42,18 @@ export function internalRoutes(app: FastifyInstance, deps: InternalDeps): void {
     async (internal) => {
       internal.addHook('onRequest', async (request) => regionAuth(request, deps.token));
       internal.get('/summary', async () => deps.summary());
+      const limits = deps.limits;
+      if (limits !== undefined) {
+        internal.post('/limits/grant', { schema: { body: SliceBody } }, async (request) => {
+          const b = request.body as SliceCall;
+          return limits.grant(b.keyId, b.limits, b.slice);
+        });
+        internal.post('/limits/give-back', { schema: { body: SliceBody } }, async (request) => {
+          const b = request.body as SliceCall;
+          await limits.giveBack(b.keyId, b.limits, b.slice);
+          return { ok: true };
+        });
+      }
       internal.get('/responses/:id', async (request) => {
         const id = (request.params as { id: string }).id;
         const found = await deps.response(id);

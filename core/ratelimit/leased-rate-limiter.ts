@@ -1,0 +1,266 @@
+import { randomUUID } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../logger.js';
+import { DEFAULT_LEASE_TTL_MS, type AdmitResult, type KeyLimits, type LimitReason, type RateLimiter } from './rate-limiter.js';
+import { RedisRateLimiter, type Slice } from './redis-rate-limiter.js';
+
+/** Where a region's slices come from: the limits home region's buckets (over its gateway). */
+export interface SliceSource {
+  grant(keyId: string, limits: KeyLimits, want: Slice): Promise<Slice>;
+  giveBack(keyId: string, limits: KeyLimits, slice: Slice): Promise<void>;
+}
+
+export interface LeasedRateLimiterOptions {
+  /** This region's Redis: the slices, shared by the region's gateways. */
+  readonly redis: Redis;
+  readonly keyPrefix: string;
+  readonly source: SliceSource;
+  readonly log: Logger;
+  /** A lease asks for this share of the key's per-minute limits. */
+  readonly leaseShare?: number;
+  /** Below this share of the limits left in the slice, the next lease is fetched in the background. */
+  readonly lowShare?: number;
+  /** A slice untouched this long goes back to the home region. */
+  readonly idleReturnMs?: number;
+  readonly leaseTtlMs?: number;
+  readonly now?: () => number;
+}
+
+/*
+ * slice admit
+ * KEYS[1] slice hash (r: requests, t: tokens, o: 1 while the region's one overdraft is out, at: last use ms)
+ * KEYS[2] concurrency leases of this region (sorted set by expiry)
+ * ARGV[1] requests/min  ARGV[2] tokens/min  ARGV[3] max concurrent  ARGV[4] cost
+ * ARGV[5] lease id      ARGV[6] lease TTL ms
+ * Returns {allowed, reason 0|1 requests|2 tokens|3 concurrency, requests left, tokens left}
+ */
+const ADMIT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rpm = tonumber(ARGV[1])
+local tpm = tonumber(ARGV[2])
+local maxc = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local s = redis.call('HMGET', KEYS[1], 'r', 't', 'o')
+local r = tonumber(s[1]) or 0
+local tok = tonumber(s[2]) or 0
+local o = tonumber(s[3]) or 0
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local reason = 0
+if maxc > 0 and redis.call('ZCARD', KEYS[2]) >= maxc then
+  reason = 3
+elseif tpm > 0 and cost > tpm then
+  reason = 2
+elseif (rpm > 0 and r < 1) or (tpm > 0 and tok < cost) then
+  -- One request per region may run ahead of its slice: it is what lets a request pass while the
+  -- first lease is on its way, and it is paid back from the next lease before another can.
+  if o == 0 then o = 1 elseif rpm > 0 and r < 1 then reason = 1 else reason = 2 end
+end
+if reason == 0 then
+  if rpm > 0 then r = r - 1 end
+  if tpm > 0 then tok = tok - cost end
+  if maxc > 0 then
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
+    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
+  end
+end
+redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tok), 'o', o, 'at', now)
+redis.call('PEXPIRE', KEYS[1], 600000)
+return {reason == 0 and 1 or 0, reason, math.floor(r), math.floor(tok)}
+`;
+
+/*
+ * slice add: a lease arrived (or a settle gives tokens back)
+ * KEYS[1] slice hash  ARGV[1] requests  ARGV[2] tokens
+ * The overdraft is free again once the slice is out of debt.
+ */
+const ADD = `
+local s = redis.call('HMGET', KEYS[1], 'r', 't', 'o')
+local r = (tonumber(s[1]) or 0) + tonumber(ARGV[1])
+local tok = (tonumber(s[2]) or 0) + tonumber(ARGV[2])
+local o = tonumber(s[3]) or 0
+if r >= 0 and tok >= 0 then o = 0 end
+redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tok), 'o', o)
+redis.call('PEXPIRE', KEYS[1], 600000)
+return {math.floor(r), math.floor(tok)}
+`;
+
+/*
+ * slice settle
+ * KEYS[1] slice hash  KEYS[2] concurrency leases  ARGV[1] lease id  ARGV[2] tokens back (negative: charge)
+ */
+const SETTLE = `
+redis.call('ZREM', KEYS[2], ARGV[1])
+local tok = (tonumber(redis.call('HGET', KEYS[1], 't')) or 0) + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 't', tostring(tok))
+return 1
+`;
+
+/*
+ * slice reclaim: an idle slice's positive part goes back to the home region
+ * KEYS[1] slice hash  ARGV[1] idle ms
+ * Returns {requests, tokens} taken out (0, 0 when the slice was used recently)
+ */
+const RECLAIM = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local s = redis.call('HMGET', KEYS[1], 'r', 't', 'at')
+local at = tonumber(s[3]) or 0
+if now - at < tonumber(ARGV[1]) then return {0, 0} end
+local r = tonumber(s[1]) or 0
+local tok = tonumber(s[2]) or 0
+local gr = math.max(0, math.floor(r))
+local gt = math.max(0, math.floor(tok))
+redis.call('HSET', KEYS[1], 'r', tostring(r - gr), 't', tostring(tok - gt))
+return {gr, gt}
+`;
+
+type SliceRedis = Redis & {
+  switchyardSliceAdmit(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
+  switchyardSliceAdd(k1: string, ...args: (string | number)[]): Promise<number[]>;
+  switchyardSliceSettle(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
+  switchyardSliceReclaim(k1: string, ...args: (string | number)[]): Promise<number[]>;
+};
+
+const REASONS: readonly (LimitReason | undefined)[] = [undefined, 'requests', 'tokens', 'concurrency'];
+/** A request refused while a lease is on its way retries after about one inter-region round trip. */
+const LEASE_RETRY_MS = 250;
+
+/**
+ * A key's limits in a region that is not the key budget's home: requests and tokens are admitted
+ * against a slice held in this region's Redis (one script, no call to another region), leased
+ * from the home region's buckets in the background before it runs dry, and given back when it
+ * sits idle. Every slice comes out of the home buckets, and each region may run one request ahead
+ * of its slice (paid back from its next lease), so a burst from one key to every region at once
+ * admits at most the limit plus one request per region. While the home region cannot be reached
+ * the region admits against buckets of its own (availability over precision: each partitioned
+ * region then enforces the whole limit on its own), logged once, and keeps trying the home region
+ * about once a second.
+ *
+ * Concurrency is counted per region here: a key active in k regions may run k × its limit at once.
+ */
+export class LeasedRateLimiter implements RateLimiter {
+  private readonly redis: SliceRedis;
+  private readonly inFlight = new Map<string, Promise<void>>();
+  /** Keys this process used, with their limits, for the idle-slice sweep. */
+  private readonly touched = new Map<string, KeyLimits>();
+  private readonly timer: NodeJS.Timeout;
+  private partitioned = false;
+  private lastAttemptAt = 0;
+  /** This region's own buckets, used only while the home region is unreachable. */
+  private readonly fallback: RedisRateLimiter;
+  private readonly now: () => number;
+
+  constructor(private readonly opts: LeasedRateLimiterOptions) {
+    this.redis = opts.redis as SliceRedis;
+    this.now = opts.now ?? Date.now;
+    this.fallback = new RedisRateLimiter({ redis: opts.redis, keyPrefix: `${opts.keyPrefix}partitioned:`, ...(opts.leaseTtlMs === undefined ? {} : { leaseTtlMs: opts.leaseTtlMs }) });
+    if (typeof (this.redis as Partial<SliceRedis>).switchyardSliceAdmit !== 'function') {
+      this.redis.defineCommand('switchyardSliceAdmit', { numberOfKeys: 2, lua: ADMIT });
+      this.redis.defineCommand('switchyardSliceAdd', { numberOfKeys: 1, lua: ADD });
+      this.redis.defineCommand('switchyardSliceSettle', { numberOfKeys: 2, lua: SETTLE });
+      this.redis.defineCommand('switchyardSliceReclaim', { numberOfKeys: 1, lua: RECLAIM });
+    }
+    this.timer = setInterval(() => void this.reclaimIdle(), Math.max(250, Math.floor((opts.idleReturnMs ?? 2000) / 2)));
+    this.timer.unref();
+  }
+
+  /** `{keyId}`: both keys of one API key on one Redis Cluster slot. */
+  private keys(keyId: string): [string, string] {
+    return [`${this.opts.keyPrefix}slice:{${keyId}}`, `${this.opts.keyPrefix}slice:{${keyId}}:leases`];
+  }
+
+  async admit(keyId: string, limits: KeyLimits, tokens: number): Promise<AdmitResult> {
+    if (this.partitioned) {
+      if (this.now() - this.lastAttemptAt >= 1000) this.lease(keyId, limits);
+      const own = await this.fallback.admit(keyId, limits, tokens);
+      return own.leaseId === undefined ? own : { ...own, leaseId: `p:${own.leaseId}` };
+    }
+    const [slice, leases] = this.keys(keyId);
+    const leaseId = randomUUID();
+    const res = await this.redis.switchyardSliceAdmit(
+      slice, leases, limits.requestsPerMinute, limits.tokensPerMinute, limits.maxConcurrent, tokens, leaseId, this.opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+    );
+    const allowed = res[0] === 1;
+    const [requestsLeft, tokensLeft] = [res[2] ?? 0, res[3] ?? 0];
+    this.touched.set(keyId, limits);
+    const low = this.opts.lowShare ?? 0.25;
+    if ((limits.requestsPerMinute > 0 && requestsLeft < limits.requestsPerMinute * low) || (limits.tokensPerMinute > 0 && tokensLeft < limits.tokensPerMinute * low)) {
+      this.lease(keyId, limits);
+    }
+    const reason = REASONS[res[1] ?? 0];
+    return {
+      allowed,
+      reason,
+      retryAfterMs: allowed ? 0 : reason === 'concurrency' ? 1000 : LEASE_RETRY_MS,
+      leaseId: allowed ? leaseId : undefined,
+      limitRequests: limits.requestsPerMinute,
+      remainingRequests: Math.max(0, requestsLeft),
+      resetRequestsMs: 0,
+      limitTokens: limits.tokensPerMinute,
+      remainingTokens: Math.max(0, tokensLeft),
+      resetTokensMs: 0,
+    };
+  }
+
+  async settle(keyId: string, limits: KeyLimits, leaseId: string, reservedTokens: number, actualTokens: number): Promise<void> {
+    if (leaseId.startsWith('p:')) return this.fallback.settle(keyId, limits, leaseId.slice(2), reservedTokens, actualTokens);
+    const [slice, leases] = this.keys(keyId);
+    await this.redis.switchyardSliceSettle(slice, leases, leaseId, reservedTokens - actualTokens);
+  }
+
+  /** Fetches the next slice in the background; one lease in flight per key and process. */
+  private lease(keyId: string, limits: KeyLimits): void {
+    if (this.inFlight.has(keyId)) return;
+    this.lastAttemptAt = this.now();
+    const share = this.opts.leaseShare ?? 0.5;
+    const want = { requests: Math.ceil(limits.requestsPerMinute * share), tokens: Math.ceil(limits.tokensPerMinute * share) };
+    const done = this.opts.source
+      .grant(keyId, limits, want)
+      .then(
+        (granted) => {
+          if (this.partitioned) this.opts.log.info({}, 'limits home region reachable again: slices leased from it');
+          this.partitioned = false;
+          return granted;
+        },
+        (err: unknown) => {
+          if (!this.partitioned) this.opts.log.warn({ err: (err as Error).message }, 'limits home region unreachable: this region enforces each key\'s limits on its own until it is back');
+          this.partitioned = true;
+          return { requests: 0, tokens: 0 };
+        },
+      )
+      .then(async (granted) => {
+        if (granted.requests > 0 || granted.tokens > 0) await this.redis.switchyardSliceAdd(this.keys(keyId)[0], granted.requests, granted.tokens);
+      })
+      .catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'applying a leased slice failed'))
+      .finally(() => this.inFlight.delete(keyId));
+    this.inFlight.set(keyId, done);
+  }
+
+  /** Idle slices go back to the home region, so the key's budget follows its traffic. */
+  private async reclaimIdle(): Promise<void> {
+    const idleMs = this.opts.idleReturnMs ?? 2000;
+    for (const [keyId, limits] of this.touched) {
+      if (this.inFlight.has(keyId)) continue;
+      const [slice] = this.keys(keyId);
+      try {
+        const [requests = 0, tokens = 0] = await this.redis.switchyardSliceReclaim(slice, idleMs);
+        if (requests === 0 && tokens === 0) continue;
+        this.touched.delete(keyId);
+        if (!this.partitioned) await this.opts.source.giveBack(keyId, limits, { requests, tokens });
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message }, 'returning an idle slice failed');
+      }
+    }
+  }
+
+  /** Waits for leases in flight (tests, shutdown). */
+  async settled(): Promise<void> {
+    await Promise.all(this.inFlight.values());
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    await this.settled();
+  }
+}
