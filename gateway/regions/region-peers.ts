@@ -31,6 +31,8 @@ export interface Peer {
   /** This gateway's clock when the summary arrived (peers' clocks are not compared with ours). */
   receivedAt: number;
   up: boolean;
+  /** A summary request is out: the next tick skips this peer (one connection, no pile-up). */
+  polling: boolean;
 }
 
 export interface SpillChoice {
@@ -80,6 +82,7 @@ export class RegionPeers {
       summary: undefined,
       receivedAt: 0,
       up: false,
+      polling: false,
     }));
     this.upGauge = new Gauge({
       name: 'switchyard_region_peer_up',
@@ -111,6 +114,8 @@ export class RegionPeers {
   }
 
   private async fetchSummary(peer: Peer): Promise<void> {
+    if (peer.polling) return;
+    peer.polling = true;
     try {
       const res = await request(`${peer.spec.gateway}/internal/v1/summary`, {
         dispatcher: peer.pool,
@@ -128,6 +133,8 @@ export class RegionPeers {
     } catch (err) {
       // Kept until stale: one late summary is not an outage.
       if (this.now() - peer.receivedAt > 3 * this.opts.intervalMs) this.setUp(peer, false, (err as Error).message);
+    } finally {
+      peer.polling = false;
     }
   }
 

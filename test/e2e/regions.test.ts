@@ -240,6 +240,29 @@ describe('regions that stand alone', () => {
     expect(admitted).toBeLessThanOrEqual(limit + Math.ceil(((Date.now() - started) * limit) / 60_000) + 1);
   });
 
+  it('x-switchyard-region naming a standalone neighbour forwards there', async () => {
+    const { response } = await client(west).chat.completions
+      .create({ model: 'sim-small', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }, { headers: { 'x-switchyard-region': 'north' } })
+      .withResponse();
+    expect(response.headers.get('x-switchyard-region')).toBe('north');
+    expect(response.headers.get('x-switchyard-node')).toBe('n1');
+  });
+
+  it('a neighbour that cannot be reached gets no spill within a few seconds; local service continues', async () => {
+    await toNorth.proxy?.cut();
+    try {
+      await eventually(async () => (await metric(west, /switchyard_region_peer_up\{region="north"\} (\d)/)) === 0, 10_000, 'west to count north unreachable');
+      for (let i = 0; i < 5; i++) expect((await ask(west, uniqueName('alone'))).response.headers.get('x-switchyard-region')).toBe('west');
+      const refused = await client(west)
+        .chat.completions.create({ model: 'sim-small', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }, { headers: { 'x-switchyard-region': 'north' } })
+        .catch((e: unknown) => e);
+      expect((refused as InstanceType<typeof OpenAI.APIError>).status).toBe(503);
+    } finally {
+      await toNorth.proxy?.restore();
+    }
+    await eventually(async () => (await metric(west, /switchyard_region_peer_up\{region="north"\} (\d)/)) === 1, 10_000, 'west to see north again');
+  });
+
   it("one region's Redis killed under load: the other region serves every request", async () => {
     const errorsBefore = await metric(north, /switchyard_http_requests_total\{route="\/v1\/chat\/completions",status_class="5xx"\} (\d+)/);
     const load = (async () => {

@@ -37,6 +37,8 @@ async function handle(
   const call = request.call as CallContext; // set by the auth hook for every /v1 route
   call.model = body.model;
   const route = regionRoute(deps, request);
+  // Asked for a standalone neighbour region: only its own gateways may serve from its nodes.
+  const askedPeer = route[0] !== undefined && route[0].region.id !== deps.region.id && route[0].region.gateway !== undefined ? route[0].region.id : undefined;
   if (!deps.fleet.knowsModel(deps.region.id, body.model) && !(call.forwarded === undefined && deps.peers?.serves(body.model) === true)) {
     throw new SwitchyardError(ErrorCode.ModelNotFound, `The model \`${body.model}\` does not exist.`, { param: 'model' });
   }
@@ -68,12 +70,17 @@ async function handle(
   });
 
   const affinityKey = affinityKeyOf(request, body);
-  if (deps.peers !== undefined) {
+  if (deps.peers !== undefined || askedPeer !== undefined) {
     const spilled = await trySpill(deps, {
       path, request, reply, call, model: body.model, route, stream, clientWantsUsage, body: upstreamBody, costTokens,
-      workTokens: estimate.work, priority, deadlineAt, affinityKey, signal: abort.signal,
+      workTokens: estimate.work, priority, deadlineAt, affinityKey, signal: abort.signal, onlyTo: askedPeer,
     });
     if (spilled) return;
+    if (askedPeer !== undefined) {
+      throw new SwitchyardError(ErrorCode.UpstreamUnavailable, `Region '${askedPeer}' cannot take the request now (unreachable, or no region token configured); retry, or ask for another region.`, {
+        retryAfterSeconds: 1,
+      });
+    }
   }
 
   const openedAt = performance.now();

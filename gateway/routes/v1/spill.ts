@@ -28,6 +28,8 @@ export interface SpillCandidate {
   readonly deadlineAt: number;
   readonly affinityKey: string | undefined;
   readonly signal: AbortSignal;
+  /** `x-switchyard-region` named this standalone region: forward there, whatever the arithmetic says. */
+  readonly onlyTo?: string | undefined;
 }
 
 /**
@@ -43,7 +45,8 @@ export async function trySpill(deps: GatewayDeps, c: SpillCandidate): Promise<bo
   const peers = deps.peers;
   // A forwarded request is never forwarded again.
   if (peers === undefined || c.call.forwarded !== undefined) return false;
-  const choice = peers.choose(c.model, c.costTokens, localSeconds(deps, c));
+  const asked = c.onlyTo === undefined ? undefined : peers.peer(c.onlyTo);
+  const choice = c.onlyTo !== undefined ? (asked === undefined ? undefined : { peer: asked, seconds: 0 }) : peers.choose(c.model, c.costTokens, localSeconds(deps, c));
   if (choice === undefined) return false;
   const res = await send(deps, c, choice);
   if (res === undefined) return false;
