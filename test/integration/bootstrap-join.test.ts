@@ -54,7 +54,7 @@ async function agent(nodeId: string, boot: Partial<AgentBootstrap> & { token: st
   const a = await startAgent({
     schedulerTarget: `127.0.0.1:${scheduler.port}`, nodeId, joinToken: '', engineUrl: sim.url, host: '127.0.0.1', metricsPort: 0, log, version: 'test',
     bootstrap: { tokensPerSecond: 1200, maxSequences: 6, advertiseUrl: `http://pod-ip.invalid:8000`, ...boot },
-    exec: async () => ({ stdout: '', stderr: 'nvidia-smi: not found', code: 127 }),
+    exec: async () => ({ stdout: '', stderr: 'nvidia-smi: not found', exitCode: 127 }),
   });
   agents.push(a);
   return a;
