@@ -25,10 +25,12 @@ const LOCAL_POSTGRES = 'postgres://postgres@127.0.0.1:5432/postgres';
  * one `switchyard scheduler` over gRPC; every region gets a `switchyard gateway` (the first on
  * --port, default 8080, then the following ports) and a `switchyard worker`.
  *
- * Separate processes share state the way a deployment does: one Redis (REDIS_URL, else a private
- * `redis-server` started here) and one Postgres (DATABASE_URL, else the local one on 5432 in a
- * `switchyard_demo` schema). Without SWITCHYARD_ADMIN_TOKEN one is made and printed. Ctrl-C stops
- * everything it started.
+ * Separate processes share state the way a deployment does. Without REDIS_URL every region gets
+ * a private `redis-server` of its own and stands alone (its own scheduler; regions spill to each
+ * other by forwarding and lease key limits from the first region, docs/multi-region.md); with
+ * REDIS_URL every region shares it. Postgres is shared: DATABASE_URL, else the local one on 5432
+ * in a `switchyard_demo` schema. Without SWITCHYARD_ADMIN_TOKEN one is made and printed. Ctrl-C
+ * stops everything it started, Redis last.
  */
 export async function demoCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
@@ -48,11 +50,34 @@ export async function demoCommand(argv: readonly string[]): Promise<void> {
     const env: NodeJS.ProcessEnv = { ...process.env, SWITCHYARD_LOG_FORMAT: 'json' };
     const adminToken = settings.adminToken ?? `demo-${randomBytes(12).toString('base64url')}`;
     env['SWITCHYARD_ADMIN_TOKEN'] = adminToken;
-    const redisNote = await shareRedis(env, settings.redisUrl, demoDir, children);
+    const regions = [...topology.regions.values()];
+    const gatewayPort = new Map(regions.map((r, i) => [r.id, settings.port + i]));
+    // Without REDIS_URL every region gets a redis-server of its own and stands alone, as in
+    // production (docs/multi-region.md): spill between regions by forwarding, limits leased from
+    // the first region. With REDIS_URL, every region shares it.
+    const standalone = settings.redisUrl === undefined;
+    const regionEnv = new Map<string, NodeJS.ProcessEnv>();
+    let redisNote: string;
+    if (standalone) {
+      env['SWITCHYARD_REGION_TOKEN'] = settings.regionToken ?? `demo-region-${randomBytes(12).toString('base64url')}`;
+      const ports: string[] = [];
+      for (const region of regions) {
+        const redis = await startRedis(join(demoDir, `redis-${region.id}`), children);
+        regionEnv.set(region.id, { ...env, REDIS_URL: redis.url, SWITCHYARD_REGION: region.id });
+        ports.push(`${region.id} :${redis.port}`);
+      }
+      redisNote = `A private redis-server per region (${ports.join(', ')})`;
+    } else {
+      for (const region of regions) regionEnv.set(region.id, { ...env, SWITCHYARD_REGION: region.id });
+      redisNote = `Redis: ${redact(settings.redisUrl as string)}, shared by every region`;
+    }
+    const envOf = (region: string): NodeJS.ProcessEnv => regionEnv.get(region) ?? env;
     const postgresNote = await sharePostgres(env, settings.databaseUrl);
-    // The gateways and the scheduler read regions.yaml without the sim nodes: those are registered.
+    for (const e of regionEnv.values()) Object.assign(e, { DATABASE_URL: env['DATABASE_URL'], SWITCHYARD_DATABASE_SCHEMA: env['SWITCHYARD_DATABASE_SCHEMA'] });
+    // The processes read regions.yaml without the sim nodes (those are registered) and, with a
+    // Redis per region, with each region's gateway address.
     const config = join(demoDir, 'regions.yaml');
-    writeFileSync(config, await withoutSimNodes(settings.configPath));
+    writeFileSync(config, await demoRegions(settings.configPath, standalone ? (id) => `http://${settings.host}:${gatewayPort.get(id) ?? 0}` : undefined));
 
     for (const node of simNodes) {
       const url = new URL(node.origin);
@@ -61,35 +86,46 @@ export async function demoCommand(argv: readonly string[]): Promise<void> {
         '--ttft-ms', String(node.sim?.ttftMs ?? 30), '--seed', String(node.sim?.seed ?? 0)];
       children.push((await spawnReady(args, 'sim listening', node.id, env)).child);
     }
-    const scheduler = await spawnReady(['scheduler', '--config', config, '--host', '127.0.0.1', '--port', String(await freePort()),
-      '--scheduler-port', String(settings.schedulerPort)], 'scheduler listening', 'scheduler', env);
-    children.push(scheduler.child);
+    // One scheduler per Redis: it publishes its agents' reports to the gateways of its Redis.
+    const schedulers = new Map<string, string>();
+    const schedulerRegions = standalone ? regions : regions.slice(0, 1);
+    for (const [i, region] of schedulerRegions.entries()) {
+      const scheduler = await spawnReady(['scheduler', '--config', config, '--host', '127.0.0.1', '--port', String(await freePort()),
+        '--scheduler-port', String(settings.schedulerPort + i)], 'scheduler listening', standalone ? `scheduler ${region.id}` : 'scheduler', envOf(region.id));
+      children.push(scheduler.child);
+      schedulers.set(region.id, scheduler.url);
+    }
+    const schedulerOf = (region: string): string => schedulers.get(region) ?? [...schedulers.values()][0] ?? '';
     // Workers before gateways, so no gateway starts with its region's background queue unserved.
-    for (const region of topology.regions.values()) {
+    for (const region of regions) {
       const args = ['worker', '--config', config, '--region', region.id, '--host', '127.0.0.1', '--port', String(await freePort())];
-      children.push((await spawnReady(args, 'worker running', `worker ${region.id}`, env)).child);
+      children.push((await spawnReady(args, 'worker running', `worker ${region.id}`, envOf(region.id))).child);
     }
     const gateways: string[] = [];
-    let port = settings.port;
-    for (const region of topology.regions.values()) {
+    for (const region of regions) {
+      const port = gatewayPort.get(region.id) ?? settings.port;
       const args = ['gateway', '--config', config, '--host', settings.host, '--port', String(port), '--region', region.id];
-      children.push((await spawnReady(args, 'gateway listening', `gateway ${region.id}`, env)).child);
+      children.push((await spawnReady(args, 'gateway listening', `gateway ${region.id}`, envOf(region.id))).child);
       gateways.push(`  ${region.id.padEnd(12)} http://${settings.host}:${port}/v1`);
-      port += 1;
     }
     const first = `http://${settings.host}:${settings.port}`;
     const admin = new AdminClient(first, adminToken);
     for (const node of simNodes) {
       const token = await register(admin, node);
-      const args = ['agent', '--scheduler', scheduler.url, '--node-id', node.id, '--join-token', token, '--engine-url', node.origin,
+      const args = ['agent', '--scheduler', schedulerOf(node.regionId), '--node-id', node.id, '--join-token', token, '--engine-url', node.origin,
         '--dcgm-url', `${node.origin}/dcgm/metrics`, '--metrics-port', String(await freePort())];
-      children.push((await spawnReady(args, 'agent running', `agent ${node.id}`, env)).child);
+      children.push((await spawnReady(args, 'agent running', `agent ${node.id}`, envOf(node.regionId))).child);
     }
-    await untilReporting(admin, simNodes.map((n) => n.id));
+    // Each region's gateway sees its own region's agents (with a Redis per region, only those).
+    for (const region of regions) {
+      const ids = simNodes.filter((n) => n.regionId === region.id).map((n) => n.id);
+      if (ids.length > 0) await untilReporting(new AdminClient(`http://${settings.host}:${gatewayPort.get(region.id) ?? settings.port}`, adminToken), ids);
+    }
     const model = simNodes[0]?.models[0] ?? 'sim-small';
     process.stdout.write(`
-Switchyard demo is up: ${simNodes.length} simulated GPU nodes, each with an agent reporting to one scheduler,
-${gateways.length} gateways and ${topology.regions.size} workers (one per region). ${redisNote}; ${postgresNote}.
+Switchyard demo is up: ${simNodes.length} simulated GPU nodes, each with an agent reporting to ${standalone ? 'its region\'s' : 'one'} scheduler,
+${gateways.length} gateways and ${topology.regions.size} workers (one per region).
+${redisNote}; ${postgresNote}.
 ${gateways.join('\n')}
 
 Try it:
@@ -140,20 +176,20 @@ async function register(admin: AdminClient, node: NodeSpec): Promise<string> {
   return registered.join_token;
 }
 
-/** REDIS_URL, else a private redis-server (no persistence) on a free port, stopped with the demo. */
-async function shareRedis(env: NodeJS.ProcessEnv, redisUrl: string | undefined, dir: string, children: ChildProcess[]): Promise<string> {
-  if (redisUrl !== undefined) return `Redis: ${redact(redisUrl)}`;
+/** A private redis-server (no persistence) on a free port, stopped with the demo, last. */
+async function startRedis(dir: string, children: ChildProcess[]): Promise<{ url: string; port: number }> {
   const binary = (process.env['PATH'] ?? '').split(delimiter).map((d) => join(d, 'redis-server')).find((p) => isExecutable(p));
   if (binary === undefined) {
-    throw new UsageError('the demo runs separate processes that share one Redis: set REDIS_URL, or install redis-server (`npm start` needs neither)');
+    throw new UsageError('the demo runs separate processes that share Redis: set REDIS_URL, or install redis-server (`npm start` needs neither)');
   }
+  mkdirSync(dir, { recursive: true });
   const port = await freePort();
   // detached: its own process group, so a terminal's Ctrl-C does not stop it before the others.
   const child = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  children.push(child);
+  children.unshift(child); // stopped after everything else
   // Not in our process group: if this process dies without stopping it, take it along.
   process.once('exit', () => child.kill('SIGKILL'));
   await new Promise<void>((ok, fail) => {
@@ -162,8 +198,7 @@ async function shareRedis(env: NodeJS.ProcessEnv, redisUrl: string | undefined, 
     });
     child.once('exit', (code) => fail(new Error(`redis-server exited with code ${code ?? 'null'}`)));
   });
-  env['REDIS_URL'] = `redis://127.0.0.1:${port}`;
-  return `a private redis-server on :${port}`;
+  return { url: `redis://127.0.0.1:${port}`, port };
 }
 
 /** DATABASE_URL, else the local Postgres in its own schema; the processes must share one. */
@@ -184,11 +219,15 @@ async function sharePostgres(env: NodeJS.ProcessEnv, databaseUrl: string | undef
   return `Postgres: the local one, schema ${env['SWITCHYARD_DATABASE_SCHEMA']}`;
 }
 
-async function withoutSimNodes(path: string): Promise<string> {
+/** regions.yaml as the demo's processes read it: no sim nodes (they are registered), and each region's gateway when `gatewayOf` is given. */
+async function demoRegions(path: string, gatewayOf: ((region: string) => string) | undefined): Promise<string> {
   const doc = parseDocument(await readFile(path, 'utf8'));
-  const regions = doc.toJS() as { regions: Array<{ clusters?: Array<{ nodes?: Array<{ engine?: string }> }> }> };
-  for (const region of regions.regions) for (const cluster of region.clusters ?? []) cluster.nodes = (cluster.nodes ?? []).filter((n) => n.engine !== 'sim');
-  return `# Made by switchyard demo from ${path}: its sim nodes are registered through the admin API instead.\n${JSON.stringify(regions, null, 2)}\n`;
+  const file = doc.toJS() as { regions: Array<{ id: string; gateway?: string; clusters?: Array<{ nodes?: Array<{ engine?: string }> }> }> };
+  for (const region of file.regions) {
+    for (const cluster of region.clusters ?? []) cluster.nodes = (cluster.nodes ?? []).filter((n) => n.engine !== 'sim');
+    if (gatewayOf !== undefined) region.gateway = gatewayOf(region.id);
+  }
+  return `# Made by switchyard demo from ${path}: its sim nodes are registered through the admin API instead.\n${JSON.stringify(file, null, 2)}\n`;
 }
 
 /** Waits until the gateway has a fresh report from every node's agent (their first reports). */

@@ -125,6 +125,8 @@ type SliceRedis = Redis & {
 const REASONS: readonly (LimitReason | undefined)[] = [undefined, 'requests', 'tokens', 'concurrency'];
 /** A request refused while a lease is on its way retries after about one inter-region round trip. */
 const LEASE_RETRY_MS = 250;
+/** The longest a request waits for a lease already in flight before it is refused. */
+const LEASE_WAIT_MS = 1000;
 
 /**
  * A key's limits in a region that is not the key budget's home: requests and tokens are admitted
@@ -137,7 +139,10 @@ const LEASE_RETRY_MS = 250;
  * region then enforces the whole limit on its own), logged once, and keeps trying the home region
  * about once a second.
  *
- * Concurrency is counted per region here: a key active in k regions may run k × its limit at once.
+ * A request that finds the slice dry while a lease is already on its way waits for that lease
+ * (at most a second) instead of being refused: the only wait on another region, and only at the
+ * edge of a slice. Concurrency is counted per region here: a key active in k regions may run
+ * k × its limit at once.
  */
 export class LeasedRateLimiter implements RateLimiter {
   private readonly redis: SliceRedis;
@@ -171,6 +176,17 @@ export class LeasedRateLimiter implements RateLimiter {
   }
 
   async admit(keyId: string, limits: KeyLimits, tokens: number): Promise<AdmitResult> {
+    const first = await this.admitOnce(keyId, limits, tokens);
+    if (first.allowed || first.reason === 'concurrency') return first;
+    // The slice ran dry with a lease already on its way (a new key's first requests, or a burst
+    // faster than the leases): wait for that lease rather than refuse, then look once more.
+    const lease = this.inFlight.get(keyId);
+    if (lease === undefined) return first;
+    await Promise.race([lease, new Promise((r) => setTimeout(r, LEASE_WAIT_MS).unref())]);
+    return this.admitOnce(keyId, limits, tokens);
+  }
+
+  private async admitOnce(keyId: string, limits: KeyLimits, tokens: number): Promise<AdmitResult> {
     if (this.partitioned) {
       if (this.now() - this.lastAttemptAt >= 1000) this.lease(keyId, limits);
       const own = await this.fallback.admit(keyId, limits, tokens);
