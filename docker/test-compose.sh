@@ -266,14 +266,20 @@ say 'ports published on 127.0.0.1 only: 8080, 8081, 9090'
 inside() {
   compose exec -T "$1" node -e "fetch(process.argv[1]).then(async (r) => { process.stdout.write(await r.text()); process.exit(r.ok ? 0 : 1); }, (e) => { console.error(e.message); process.exit(1); })" "$2"
 }
-nodes_fresh() { inside scheduler http://127.0.0.1:9090/metrics | grep -qx 'switchyard_scheduler_nodes{state="fresh"} 2'; }
+# (Output is captured before grep -q: with pipefail, grep -q quitting early fails the writer with SIGPIPE.)
+nodes_fresh() {
+  local metrics
+  metrics="$(inside scheduler http://127.0.0.1:9090/metrics)" || return 1
+  grep -qx 'switchyard_scheduler_nodes{state="fresh"} 2' <<<"$metrics"
+}
 token_of() {
   compose exec -T "$1" sh -c 'set -e; test -s /tokens/join-token; echo "$(id -un) $(ls -A /tokens | tr "\n" " ")$(stat -c "%a %U" /tokens/join-token) $(sha256sum </tokens/join-token | cut -c1-16)"; ! touch /tokens/x 2>/dev/null'
 }
 
 phase 'register service and agents'
-compose logs --no-color register | grep -q 'registered sim-1 (new join token)' || fail 'register did not hand sim-1 a token'
-compose logs --no-color register | grep -q 'registered sim-2 (new join token)' || fail 'register did not hand sim-2 a token'
+register_log="$(compose logs --no-color register)"
+grep -q 'registered sim-1 (new join token)' <<<"$register_log" || fail 'register did not hand sim-1 a token'
+grep -q 'registered sim-2 (new join token)' <<<"$register_log" || fail 'register did not hand sim-2 a token'
 TOKEN_1="$(token_of agent-1)" || fail "agent-1's token"
 TOKEN_2="$(token_of agent-2)" || fail "agent-2's token"
 for t in "$TOKEN_1" "$TOKEN_2"; do
@@ -320,7 +326,8 @@ eventually 'switchyard_scheduler_nodes{state="fresh"} 2 (after the scheduler res
 for agent in agent-1 agent-2; do
   refused="$(inside "$agent" http://127.0.0.1:9400/metrics | grep '^switchyard_agent_refused ' || true)"
   [ "$refused" = 'switchyard_agent_refused 0' ] || fail "$agent: ${refused:-no switchyard_agent_refused}"
-  if compose logs --no-color "$agent" | grep -qi -e unauthenticated -e 'refused this agent'; then fail "$agent was refused"; fi
+  agent_log="$(compose logs --no-color "$agent")"
+  if grep -qi -e unauthenticated -e 'refused this agent' <<<"$agent_log"; then fail "$agent was refused: $(grep -i -m1 -e unauthenticated -e 'refused this agent' <<<"$agent_log")"; fi
 done
 say 'nodes fresh 2 after the scheduler restart; agents: switchyard_agent_refused 0, no UNAUTHENTICATED'
 node docker/test-compose-check.mjs sdk | sed 's/^/   /'
