@@ -6,13 +6,17 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
  * it back (the shared Postgres of the machine cannot be stopped by one test file). `cut()` drops
  * every open connection and refuses new ones, as a crashed server does; `restore()` accepts again.
  * With `delayMs` every chunk is held that long in each direction (a link between regions: the
- * round trip grows by twice it); `connections` counts the connections accepted.
+ * round trip grows by twice it); `connections` counts the connections accepted, and with
+ * `recording` on, `clientChunks` the times of the clients' writes (a pipeline is one write).
  */
 export class TcpProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   port = 0;
   connections = 0;
+  /** When each chunk from a client arrived (performance.now()), while `recording`. */
+  readonly clientChunks: number[] = [];
+  recording = false;
 
   constructor(
     private readonly targetHost: string,
@@ -32,6 +36,9 @@ export class TcpProxy {
           upstream.destroy();
         });
       }
+      client.on('data', () => {
+        if (this.recording) this.clientChunks.push(performance.now());
+      });
       if (this.delayMs === 0) {
         client.pipe(upstream).pipe(client);
         return;

@@ -49,9 +49,11 @@ export class MemoryUsageBuffer implements UsageBuffer {
 type Serialised = Omit<UsageRecord, 'createdAt'> & { createdAt: string };
 
 /**
- * A Redis list shared by every gateway (RPUSH) and drained by workers. Pushes are batched per
- * event-loop turn into one pipelined RPUSH; while Redis is unreachable they wait in a bounded local
- * queue and go out when it returns. Draining is done by one worker at a time, which holds a short
+ * A Redis list shared by every gateway (RPUSH) and drained by workers. A push is sent at once, so
+ * that it leaves in the same write as the rest of its request's end (the rate-limit settle and
+ * the ledger release, which ioredis pipelines within one event-loop turn): no extra round trip
+ * per request. While Redis is unreachable records wait in a bounded local queue and go out, in
+ * order, when it returns. Draining is done by one worker at a time, which holds a short
  * lease (`SET NX PX`, renewed on every take), reads the head with LRANGE and removes exactly what it
  * wrote with LTRIM: only the lease holder ever removes, and producers only append at the tail.
  */
@@ -74,10 +76,8 @@ export class RedisUsageBuffer implements UsageBuffer {
       this.dropped++;
     }
     this.pending.push(JSON.stringify(record));
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => void this.sendPending());
-    }
+    // A retry is scheduled while Redis is away: records queue behind it, in order.
+    if (!this.scheduled) void this.sendPending();
   }
 
   private async sendPending(): Promise<void> {
@@ -88,14 +88,12 @@ export class RedisUsageBuffer implements UsageBuffer {
     try {
       await this.opts.redis.rpush(this.opts.key, ...batch);
     } catch {
-      // Redis unreachable: keep them, oldest first, and try again shortly.
+      // Redis unreachable: keep them, oldest first, and try again shortly (one retry timer; new
+      // records queue behind it meanwhile).
       this.pending = batch.concat(this.pending).slice(-this.maxPending);
-      setTimeout(() => {
-        if (!this.scheduled) {
-          this.scheduled = true;
-          void this.sendPending();
-        }
-      }, 500).unref();
+      if (this.scheduled) return;
+      this.scheduled = true;
+      setTimeout(() => void this.sendPending(), 500).unref();
     }
   }
 

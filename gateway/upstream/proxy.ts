@@ -39,6 +39,11 @@ export interface ProxyCall {
   readonly weight: number;
   readonly deadlineAt: number;
   readonly affinityKey: string | undefined;
+  /**
+   * The key's rate-limit admission, running alongside: capacity is reserved meanwhile, and the
+   * request goes upstream only once it resolves (a refusal releases the reservation and is thrown).
+   */
+  readonly admitted?: Promise<void> | undefined;
 }
 
 /** A 2xx upstream response whose body has not been read yet. Call `release` exactly once. */
@@ -78,6 +83,33 @@ export class UpstreamProxy {
   ) {}
 
   async open(call: ProxyCall): Promise<OpenUpstream> {
+    const admitted = call.admitted;
+    if (admitted === undefined) return this.openAdmitted(call);
+    // A refusal must not wait for capacity first: it aborts the reservation (queued or not).
+    const refused = new AbortController();
+    const limits = admitted.then(
+      () => undefined,
+      (error: unknown) => {
+        refused.abort();
+        throw error;
+      },
+    );
+    const opened = this.openAdmitted({ ...call, signal: AbortSignal.any([call.signal, refused.signal]), admitted: limits }).catch(async (error: unknown) => {
+      // The limiter's refusal, not the abort it caused, is what the client hears.
+      await limits;
+      throw error;
+    });
+    try {
+      await limits;
+    } catch (error) {
+      // Settle the reservation side (it sees the abort, or the refusal, and releases) before answering.
+      await opened.catch(() => undefined);
+      throw error;
+    }
+    return opened;
+  }
+
+  private async openAdmitted(call: ProxyCall): Promise<OpenUpstream> {
     const started = this.now();
     const deadline = started + this.settings.retryBudgetMs;
     let tried: Set<NodeState> | undefined;
@@ -107,6 +139,14 @@ export class UpstreamProxy {
       queuedMs += grant.waitedMs;
       const node = grant.node;
       const release = grant.release;
+      if (attempt === 0 && call.admitted !== undefined) {
+        try {
+          await call.admitted;
+        } catch (error) {
+          release();
+          throw error;
+        }
+      }
       const result = await this.attempt(node, call);
       if ('statusCode' in result) {
         this.health.recordSuccess(node);

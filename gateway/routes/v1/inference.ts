@@ -55,8 +55,10 @@ async function handle(
   const priority = priorityOf(request, call);
   const deadlineAt = Date.now() + queueTimeoutMs(deps, request, priority);
   const clientWantsUsage = body.stream_options?.include_usage === true;
+  // The key's limits and the node's capacity are checked at once (one Redis round trip before
+  // forwarding, not two): the proxy reserves capacity while the limiter answers, and sends
+  // nothing upstream until both agree.
   const admission = deps.accounting.admit(reply, call, costTokens);
-  if (admission !== undefined) await admission;
   // Streams always ask the engine for usage, so token counts are real; the trailer is dropped
   // again below when the client did not ask for it. Other bodies go upstream byte for byte.
   const upstreamBody = stream && !clientWantsUsage
@@ -71,6 +73,8 @@ async function handle(
 
   const affinityKey = affinityKeyOf(request, body);
   if (deps.peers !== undefined || askedPeer !== undefined) {
+    // Spilling charges the limits here first: the neighbour trusts the origin's admission.
+    if (admission !== undefined) await admission;
     const spilled = await trySpill(deps, {
       path, request, reply, call, model: body.model, route, stream, clientWantsUsage, body: upstreamBody, costTokens,
       workTokens: estimate.work, priority, deadlineAt, affinityKey, signal: abort.signal, onlyTo: askedPeer,
@@ -99,6 +103,7 @@ async function handle(
     weight: call.key?.tenantWeight ?? call.forwarded?.weight ?? 1,
     deadlineAt,
     affinityKey,
+    admitted: admission,
   });
   call.nodeId = upstream.node.id;
   // Time in the gateway excludes waiting for capacity and for the engine (headers, then body).
