@@ -19,6 +19,7 @@ import { PgNodeStore, type NodeStore } from '../core/storage/node-store.js';
 import { MemoryLiveState, RedisLiveState, type LiveState } from '../core/storage/live-state.js';
 import { MemoryUsageBuffer, RedisUsageBuffer, type UsageBuffer } from '../core/storage/usage-buffer.js';
 import { UsageFlusher } from '../core/storage/usage-flusher.js';
+import { WriteThroughUsageBuffer } from '../core/storage/write-through-usage.js';
 import { PgUsageStore, type UsageStore } from '../core/storage/usage-store.js';
 import type { CapacityLedger } from '../scheduler/capacity/ledger.js';
 import { MemoryResponseStore, PgResponseArchive, RedisResponseStore, type ResponseStore } from '../core/storage/response-store.js';
@@ -85,8 +86,19 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
             limiterErrors++;
           },
         });
+  const usageStore = new PgUsageStore(db);
+  // With Redis, each process writes its own usage records to Postgres in batches and uses Redis
+  // only while Postgres is away: a Redis that restarts empty then loses no record.
   const usageBuffer: UsageBuffer =
-    redis === undefined ? new MemoryUsageBuffer() : new RedisUsageBuffer({ redis, key: `${settings.redisPrefix}usage` });
+    redis === undefined
+      ? new MemoryUsageBuffer()
+      : new WriteThroughUsageBuffer({
+          store: usageStore,
+          // A worker killed while draining holds the drain lease until it expires: keep it short.
+          fallback: new RedisUsageBuffer({ redis, key: `${settings.redisPrefix}usage`, lockMs: Math.max(3000, settings.usageFlushIntervalMs * 5) }),
+          intervalMs: settings.usageFlushIntervalMs,
+          log: logger.child({ module: 'usage' }),
+        });
   let ledgerErrors = 0;
   const ledger: CapacityLedger =
     redis === undefined
@@ -105,7 +117,7 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
     db,
     redis,
     keyStore: new PgKeyStore(db),
-    usageStore: new PgUsageStore(db),
+    usageStore,
     nodeStore: new PgNodeStore(db),
     liveState,
     limiter,

@@ -14,12 +14,13 @@ export interface RedisServer {
 }
 
 /**
- * A `redis-server` of the test's own (a region's Redis), on a free loopback port with no
- * persistence; stopped by pid. Its data directory is removed with it.
+ * A `redis-server` of the test's own (a region's Redis), on a free loopback port (or `port`: a
+ * restart on the same address) with no persistence; stopped by pid. Its data directory is removed
+ * with it.
  */
-export async function startRedisServer(): Promise<RedisServer> {
+export async function startRedisServer(opts: { port?: number } = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-redis-'));
-  const port = await refusedPort();
+  const port = opts.port ?? (await refusedPort());
   const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
