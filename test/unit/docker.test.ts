@@ -28,7 +28,7 @@ const KNOWN_ENV = new Set([...KNOBS.map((k) => k.env), ...AGENT_ENV, 'SWITCHYARD
 
 describe('docker/compose.yaml', () => {
   it('has the services the issue asks for', () => {
-    for (const name of ['redis', 'postgres', 'prometheus', 'grafana', 'gateway-eu-west', 'gateway-eu-north', 'scheduler', 'worker-eu-west', 'worker-eu-north', 'sim-1', 'sim-2', 'agent-1', 'agent-2']) {
+    for (const name of ['redis-eu-west', 'redis-eu-north', 'postgres', 'prometheus', 'grafana', 'gateway-eu-west', 'gateway-eu-north', 'scheduler-eu-west', 'scheduler-eu-north', 'worker-eu-west', 'worker-eu-north', 'sim-1', 'sim-2', 'agent-1', 'agent-2']) {
       expect(services, name).toHaveProperty(name);
     }
   });
@@ -73,6 +73,54 @@ describe('docker/compose.yaml', () => {
       .filter((s) => s.command?.[0] === 'worker')
       .map((s) => s.command?.[(s.command?.indexOf('--region') ?? -2) + 1]);
     expect(workerRegions.sort()).toEqual([...regions.regions.keys()].sort());
+  });
+
+  it('runs every region standalone: its own Redis, scheduler, gateway and worker, reached at its gateway address (docs/multi-region.md)', () => {
+    const regions = parseRegions(readFileSync(join(DOCKER, 'regions.yaml'), 'utf8'));
+    expect(regions.limitsHome).toBe('eu-west');
+    const regionOf = (s: Service): string | undefined => s.environment?.['SWITCHYARD_REGION'];
+    const redisUrls = new Set<string>();
+    for (const region of regions.regions.values()) {
+      const redis = services[`redis-${region.id}`];
+      expect(redis?.image, `redis-${region.id}`).toBe('redis:7-alpine');
+      const url = `redis://redis-${region.id}:6379`;
+      redisUrls.add(url);
+      // Its gateway, reachable in the compose network at the address the other regions use.
+      expect(region.gateway, region.id).toBe(`http://gateway-${region.id}:8080`);
+      const gateway = services[`gateway-${region.id}`];
+      expect(gateway?.command, region.id).toEqual(['gateway', '--region', region.id]);
+      expect(gateway?.environment?.['SWITCHYARD_PORT'], region.id).toBe('8080');
+      expect(gateway?.environment?.['SWITCHYARD_REGION_TOKEN'], region.id).toBe('${SWITCHYARD_REGION_TOKEN:-change-me-region-token}');
+      // Every process of the region: that region's Redis and id, waiting for that Redis.
+      const own = Object.entries(services).filter(([, s]) => regionOf(s) === region.id);
+      expect(own.map(([name]) => name).sort(), region.id).toEqual([`gateway-${region.id}`, `scheduler-${region.id}`, `worker-${region.id}`]);
+      for (const [name, s] of own) {
+        expect(s.environment?.['REDIS_URL'], name).toBe(url);
+        expect(s.environment?.['DATABASE_URL'], name).toBe('postgres://switchyard:switchyard@postgres:5432/switchyard');
+        expect(s.depends_on, name).toHaveProperty(`redis-${region.id}`);
+        expect(s.depends_on, name).not.toHaveProperty(`redis-${[...regions.regions.keys()].find((r) => r !== region.id) ?? ''}`);
+      }
+      // The region's agents report to the region's scheduler (which publishes to the region's Redis).
+      const script = readFileSync(join(DOCKER, 'register-nodes.sh'), 'utf8');
+      const nodes = [...script.matchAll(/^register (\S+) (\S+) /gm)].filter((m) => m[2] === region.id).map((m) => m[1]);
+      expect(nodes.length, region.id).toBe(1);
+      const agents = Object.entries(services).filter(([, s]) => nodes.includes(s.environment?.['SWITCHYARD_NODE_ID']));
+      expect(agents.length, region.id).toBe(1);
+      for (const [name, s] of agents) {
+        expect(s.environment?.['SWITCHYARD_SCHEDULER_URL'], name).toBe(`scheduler-${region.id}:50051`);
+        expect(s.depends_on, name).toHaveProperty(`scheduler-${region.id}`);
+      }
+    }
+    // No process outside a region talks to a Redis; Postgres stays one; every gateway shares the token.
+    expect(Object.keys(services).filter((n) => n.startsWith('redis')).sort()).toEqual(['redis-eu-north', 'redis-eu-west']);
+    for (const [name, s] of Object.entries(services)) {
+      if (regionOf(s) === undefined) expect(s.environment?.['REDIS_URL'], name).toBeUndefined();
+    }
+    expect(redisUrls.size).toBe(2);
+    expect(Object.values(services).filter((s) => s.image?.startsWith('postgres')).length).toBe(1);
+    // Prometheus scrapes every region's scheduler.
+    const prom = readFileSync(join(DOCKER, 'prometheus/prometheus.yml'), 'utf8');
+    for (const region of regions.regions.keys()) expect(prom).toContain(`scheduler-${region}:9090`);
   });
 
   it("each agent mounts only its own node's token volume; the register service writes them 0400 for the image's user", () => {
