@@ -10,12 +10,16 @@
 #      stand-in (a real one, pulled) is used as it is. Grafana has no Debian package: it is left
 #      out of this run (docker/compose.test.yaml);
 #   4. builds Switchyard's image from docker/Dockerfile, `docker-compose up -d`, and checks: the
-#      register service hands each agent its own token (0400, the image's user), the agents
-#      report (switchyard_scheduler_nodes{state="fresh"} 2), the openai SDK gets answers from both
-#      regions' gateways including a background response completed by each region's worker,
+#      register service hands each agent its own token (0400, the image's user), each region's
+#      agent reports to its region's scheduler (switchyard_scheduler_nodes{state="fresh"} 1 on
+#      each, no_agent 0), the openai SDK gets answers from both regions' gateways including a
+#      background response completed by each region's worker, the regions stand alone (each
+#      gateway sees its own node fresh and not the other's; x-switchyard-region forwards to the
+#      other region's gateway; a response kept in eu-west is read and continued through eu-north's;
+#      each region's Redis holds only its own node's ledger and live state and its own responses),
 #      Prometheus scrapes every target, every healthcheck goes healthy, volumes are writable by
-#      their users; `up -d` a second time and a scheduler restart keep the agents connected with
-#      the same tokens; `down -v` leaves nothing behind.
+#      their users; `up -d` a second time and a restart of both schedulers keep the agents
+#      connected with the same tokens; `down -v` leaves nothing behind.
 # Exit status: 0 passed, 77 skipped (Docker could not be installed or started: the reason is
 # printed), anything else failed. KEEP_STACK=1 leaves the stack running (and dockerd) to look at.
 # Ports published on 127.0.0.1 only: 8080, 8081 (gateways) and 9090 (Prometheus).
@@ -267,10 +271,17 @@ inside() {
   compose exec -T "$1" node -e "fetch(process.argv[1]).then(async (r) => { process.stdout.write(await r.text()); process.exit(r.ok ? 0 : 1); }, (e) => { console.error(e.message); process.exit(1); })" "$2"
 }
 # (Output is captured before grep -q: with pipefail, grep -q quitting early fails the writer with SIGPIPE.)
+REGIONS=(eu-west eu-north)
+declare -A NODE_OF=([eu-west]=sim-1 [eu-north]=sim-2)
+# Each region's scheduler has its own region's agent, fresh, and counts no node without an agent
+# (the other region's agent is seen by the other scheduler: agent_seen_at in the shared Postgres).
 nodes_fresh() {
-  local metrics
-  metrics="$(inside scheduler http://127.0.0.1:9090/metrics)" || return 1
-  grep -qx 'switchyard_scheduler_nodes{state="fresh"} 2' <<<"$metrics"
+  local metrics region
+  for region in "${REGIONS[@]}"; do
+    metrics="$(inside "scheduler-$region" http://127.0.0.1:9090/metrics)" || { DETAIL="scheduler-$region: no /metrics"; return 1; }
+    grep -qx 'switchyard_scheduler_nodes{state="fresh"} 1' <<<"$metrics" && grep -qx 'switchyard_scheduler_nodes{state="no_agent"} 0' <<<"$metrics" ||
+      { DETAIL="scheduler-$region: $(grep '^switchyard_scheduler_nodes{' <<<"$metrics" | tr '\n' ' ')"; return 1; }
+  done
 }
 token_of() {
   compose exec -T "$1" sh -c 'set -e; test -s /tokens/join-token; echo "$(id -un) $(ls -A /tokens | tr "\n" " ")$(stat -c "%a %U" /tokens/join-token) $(sha256sum </tokens/join-token | cut -c1-16)"; ! touch /tokens/x 2>/dev/null'
@@ -287,8 +298,8 @@ for t in "$TOKEN_1" "$TOKEN_2"; do
 done
 [ "${TOKEN_1##* }" != "${TOKEN_2##* }" ] || fail 'both agents got the same token'
 say "agent-1 and agent-2 (user node) each see only their own join-token, mode 0400, read-only"
-eventually 'switchyard_scheduler_nodes{state="fresh"} 2' 60 nodes_fresh
-say 'scheduler: switchyard_scheduler_nodes{state="fresh"} 2'
+eventually 'each scheduler: switchyard_scheduler_nodes{state="fresh"} 1, no_agent 0' 60 nodes_fresh
+say 'scheduler-eu-west and scheduler-eu-north: switchyard_scheduler_nodes{state="fresh"} 1 each, no_agent 0'
 
 phase 'openai SDK against both gateways'
 node docker/test-compose-check.mjs sdk | sed 's/^/   /'
@@ -300,12 +311,36 @@ for region in eu-west eu-north; do
   say "worker-$region: $line"
 done
 
+phase 'regions that stand alone'
+regions_out="$(node docker/test-compose-check.mjs regions)" || { printf '%s\n' "$regions_out" | sed 's/^/   /'; fail 'the regional checks'; }
+grep -v '^responses ' <<<"$regions_out" | sed 's/^/   /'
+declare -A RESPONSE_OF
+read -r _ west north <<<"$(grep '^responses ' <<<"$regions_out")"
+RESPONSE_OF[eu-west]="${west#eu-west=}"
+RESPONSE_OF[eu-north]="${north#eu-north=}"
+# Each region's Redis holds only its own node's ledger and live state, and its own responses.
+redis_cli() { compose exec -T "redis-$1" redis-cli --raw "${@:2}"; }
+for region in "${REGIONS[@]}"; do
+  node="${NODE_OF[$region]}"
+  keys="$(redis_cli "$region" KEYS '*' | sort)"
+  grep -qx 'switchyard:capacity:{ledger}:totals' <<<"$keys" || fail "redis-$region has no ledger: $(tr '\n' ' ' <<<"$keys")"
+  ledger="$(redis_cli "$region" HKEYS 'switchyard:capacity:{ledger}:totals' | sort | tr '\n' ' ')"
+  [ "$ledger" = "s:$node t:$node " ] || fail "redis-$region's ledger holds: $ledger(want only $node)"
+  live="$(redis_cli "$region" HKEYS switchyard:live-nodes | tr '\n' ' ')"
+  [ "$live" = "$node " ] || fail "redis-$region's live state holds: $live(want only $node)"
+  responses="$(grep '^switchyard:resp:resp_' <<<"$keys" || true)"
+  grep -qx "switchyard:resp:${RESPONSE_OF[$region]}" <<<"$responses" || fail "redis-$region does not hold ${RESPONSE_OF[$region]}"
+  foreign="$(grep -v "$region\$" <<<"$responses" || true)"
+  [ -z "$foreign" ] || fail "redis-$region holds another region's responses: $foreign"
+  say "redis-$region: $(wc -l <<<"$keys") keys; ledger ${ledger% }; live-nodes ${live% }; $(wc -l <<<"$responses") responses, all ending $region"
+done
+
 phase 'Prometheus targets'
 node docker/test-compose-check.mjs targets | sed 's/^/   /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail 'Prometheus targets'
 
 phase 'volumes writable by their users'
-compose exec -T scheduler sh -c 'set -e; [ "$(id -un)" = node ]; touch /app/data/.write-test; rm /app/data/.write-test' || fail "/app/data not writable by the image's user"
+compose exec -T scheduler-eu-west sh -c 'set -e; [ "$(id -un)" = node ]; touch /app/data/.write-test; rm /app/data/.write-test' || fail "/app/data not writable by the image's user"
 say "switchyard image: user node writes /app/data"
 compose exec -T postgres sh -c 'set -e; [ "$(stat -c %U "$PGDATA/PG_VERSION")" = postgres ]; n="$(psql -U switchyard -d switchyard -tAc "select count(*) from information_schema.tables where table_schema = current_schema()")"; [ "$n" -gt 0 ]; echo "pgdata owned by postgres, $n tables migrated"' | sed 's/^/   postgres: /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail 'pgdata'
@@ -313,23 +348,23 @@ compose exec -T prometheus sh -c 'set -e; touch /prometheus/.write-test; rm /pro
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail 'prometheus-data'
 
 # ---- 6. up again: same tokens, agents stay connected, also through a scheduler restart ----
-phase 'docker-compose up -d again + scheduler restart'
+phase 'up -d again + both schedulers restarted'
 compose up -d 2>&1 | sed 's/^/   /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail 'docker-compose up -d (again)'
 eventually 'every container running and healthy (again)' 180 all_healthy
 [ "$(compose logs --no-color register | grep -c 'already registered: join token kept')" -ge 2 ] || fail 'register run again did not keep the tokens'
 [ "$(token_of agent-1)" = "$TOKEN_1" ] && [ "$(token_of agent-2)" = "$TOKEN_2" ] || fail 'the tokens changed on the second up'
 say 'register ran again: both join tokens kept'
-compose restart scheduler 2>&1 | sed 's/^/   /'
+compose restart scheduler-eu-west scheduler-eu-north 2>&1 | sed 's/^/   /'
 eventually 'every container running and healthy (after the scheduler restart)' 180 all_healthy
-eventually 'switchyard_scheduler_nodes{state="fresh"} 2 (after the scheduler restart)' 60 nodes_fresh
+eventually 'each scheduler: fresh 1, no_agent 0 (after the scheduler restart)' 60 nodes_fresh
 for agent in agent-1 agent-2; do
   refused="$(inside "$agent" http://127.0.0.1:9400/metrics | grep '^switchyard_agent_refused ' || true)"
   [ "$refused" = 'switchyard_agent_refused 0' ] || fail "$agent: ${refused:-no switchyard_agent_refused}"
   agent_log="$(compose logs --no-color "$agent")"
   if grep -qi -e unauthenticated -e 'refused this agent' <<<"$agent_log"; then fail "$agent was refused: $(grep -i -m1 -e unauthenticated -e 'refused this agent' <<<"$agent_log")"; fi
 done
-say 'nodes fresh 2 after the scheduler restart; agents: switchyard_agent_refused 0, no UNAUTHENTICATED'
+say 'each scheduler fresh 1 after the restart; agents: switchyard_agent_refused 0, no UNAUTHENTICATED'
 node docker/test-compose-check.mjs sdk | sed 's/^/   /'
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail 'the SDK checks (again)'
 
