@@ -1,5 +1,4 @@
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import type { Settings } from '../core/config/settings.js';
 import type { Registry } from '../core/metrics.js';
 import { Gauge } from 'prom-client';
@@ -13,7 +12,7 @@ import type { RateLimiter } from '../core/ratelimit/rate-limiter.js';
 import { RedisRateLimiter } from '../core/ratelimit/redis-rate-limiter.js';
 import { ResilientRateLimiter } from '../core/ratelimit/resilient-rate-limiter.js';
 import type { Logger } from '../core/logger.js';
-import { closeRedis, watchRedis } from '../core/redis-connection.js';
+import { closeRedis, connectRedis, describeRedis, redisConfigured, registerRedisMetrics, type RedisClient } from '../core/redis-connection.js';
 import { PgKeyStore, type KeyStore } from '../core/storage/key-store.js';
 import { PgNodeStore, type NodeStore } from '../core/storage/node-store.js';
 import { MemoryLiveState, RedisLiveState, type LiveState } from '../core/storage/live-state.js';
@@ -28,13 +27,14 @@ import { RedisLedger } from '../scheduler/capacity/redis-ledger.js';
 import { ResilientLedger } from '../scheduler/capacity/resilient-ledger.js';
 
 /**
- * The composition root for state: Redis when REDIS_URL is set (else in-process memory), Postgres
+ * The composition root for state: Redis when one is configured (REDIS_URL, Sentinel or Cluster:
+ * docs/redis.md; else in-process memory), Postgres
  * when DATABASE_URL is set (else the embedded PGlite in the data directory). Callers receive
  * interfaces and never branch on which backend is behind them.
  */
 export interface Services {
   readonly db: Database;
-  readonly redis: Redis | undefined;
+  readonly redis: RedisClient | undefined;
   readonly keyStore: KeyStore;
   readonly usageStore: UsageStore;
   readonly nodeStore: NodeStore;
@@ -59,7 +59,9 @@ export interface Services {
 
 export async function openServices(settings: Settings, logger: Logger): Promise<Services> {
   const log = logger.child({ module: 'services' });
-  const redis = settings.redisUrl === undefined ? undefined : connectRedis(settings.redisUrl, log);
+  // Fails fast while disconnected (the `state` profile), so the hot path never waits on a dead
+  // Redis. Limiter, ledger, usage buffer, response store and the live-state publisher share it.
+  const redis = redisConfigured(settings) ? connectRedis(settings, 'state', log) : undefined;
   const db = await openDatabase({
     ...(settings.databaseUrl === undefined ? {} : { url: settings.databaseUrl }),
     dataDir: join(settings.dataDir, 'pglite'),
@@ -74,7 +76,7 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
     redis?.disconnect();
     throw err;
   }
-  log.info({ database: db.kind, redis: redis !== undefined }, 'state backends ready');
+  log.info({ database: db.kind, redis: describeRedis(settings) }, 'state backends ready');
   let limiterErrors = 0;
   const limiter: RateLimiter =
     redis === undefined
@@ -141,7 +143,8 @@ export async function openServices(settings: Settings, logger: Logger): Promise<
 }
 
 /** Gauges read at scrape time: the bounded Postgres pool's use and whether Redis answers. */
-function registerStateMetrics(registry: Registry, db: Database, redis: Redis | undefined): void {
+function registerStateMetrics(registry: Registry, db: Database, redis: RedisClient | undefined): void {
+  registerRedisMetrics(registry);
   new Gauge({
     name: 'switchyard_postgres_pool_connections',
     help: 'Connections of this process\'s Postgres pool, by state (total, idle, waiting = requests queued for a connection), and its size (max).',
@@ -162,22 +165,6 @@ function registerStateMetrics(registry: Registry, db: Database, redis: Redis | u
       if (redis !== undefined) this.set(redis.status === 'ready' ? 1 : 0);
     },
   });
-}
-
-/** Fails fast while disconnected (no offline queue), so the hot path never waits on a dead Redis. */
-function connectRedis(url: string, log: Logger): Redis {
-  const redis = new Redis(url, {
-    enableOfflineQueue: false,
-    // Commands issued in the same event-loop turn (admissions, settles, usage pushes of many
-    // requests) leave in one write.
-    enableAutoPipelining: true,
-    maxRetriesPerRequest: 1,
-    commandTimeout: 1000,
-    retryStrategy: (attempt) => Math.min(2000, 50 * 2 ** Math.min(attempt, 6)),
-  });
-  // Limiter, ledger, usage buffer, response store and the live-state publisher share it.
-  watchRedis(redis, 'state', log);
-  return redis;
 }
 
 export function startUsageFlusher(services: Services, settings: Settings, logger: Logger): UsageFlusher {

@@ -26,7 +26,7 @@ import { RegionalResponseStore } from './regions/regional-responses.js';
 import { LeasedRateLimiter } from '../core/ratelimit/leased-rate-limiter.js';
 import { RedisRateLimiter } from '../core/ratelimit/redis-rate-limiter.js';
 import { ResilientRateLimiter } from '../core/ratelimit/resilient-rate-limiter.js';
-import type { Redis } from 'ioredis';
+import { redisConfigured, type RedisClient } from '../core/redis-connection.js';
 import type { Fleet } from '../scheduler/fleet.js';
 import type { JobQueue } from './responses/background-jobs.js';
 import { ConversationArchiver } from './responses/conversation-archiver.js';
@@ -51,7 +51,7 @@ export interface GatewayServices {
   readonly ledger: CapacityLedger;
   readonly responses: ResponseStore;
   /** The region's Redis, when there is one (regional limit slices live there). */
-  readonly redis?: Redis | undefined;
+  readonly redis?: RedisClient | undefined;
   limiterErrors?(): number;
   ledgerErrors?(): number;
   /** Postgres pool and Redis health gauges (cli/services.ts). */
@@ -155,11 +155,11 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   const runner = new ResponseRunner(stack, responseStore, settings);
   let jobs: JobQueue | undefined;
   let events: EventLog | undefined;
-  if (settings.redisUrl !== undefined) {
-    const queue = new BackgroundJobs({ redisUrl: settings.redisUrl, redisPrefix: settings.redisPrefix, region: region.id, attempts: settings.jobAttempts, log });
+  if (redisConfigured(settings)) {
+    const queue = new BackgroundJobs({ redis: settings, redisPrefix: settings.redisPrefix, region: region.id, attempts: settings.jobAttempts, log });
     queue.watchWorkers({ graceMs: settings.workerGraceMs, log: log.child({ module: 'background-jobs' }) });
     jobs = queue;
-    events = new RedisEventLog(settings.redisUrl, settings.redisPrefix, log);
+    events = new RedisEventLog(settings, settings.redisPrefix, log);
   } else if (opts.backgroundInProcess === true) {
     events = new MemoryEventLog();
     jobs = new InProcessJobs(
@@ -181,7 +181,7 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   });
   // Without Redis the responses live in this process's memory: this process archives them too.
   const archiver =
-    settings.redisUrl === undefined ? new ConversationArchiver(services.responses, settings.conversationIdleMs, log.child({ module: 'archiver' })) : undefined;
+    !redisConfigured(settings) ? new ConversationArchiver(services.responses, settings.conversationIdleMs, log.child({ module: 'archiver' })) : undefined;
 
   const internal =
     settings.regionToken === undefined

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../core/redis-connection.js';
 
 /** Which scheduler replica runs the region-wide jobs (ghost cleanup, the no-agent count). */
 export interface LeaderElection {
@@ -34,7 +34,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`;
 
 export interface RedisLeaderLockOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** e.g. `${prefix}scheduler:leader`; one per region's Redis. */
   readonly key: string;
   /** How long a lease lasts without renewal; a crashed leader is replaced within it. */

@@ -114,7 +114,7 @@ async function runAt(rate: number, consumers: number, loops: number, run: number
     started++;
   };
   const children = await Promise.all(Array.from({ length: consumers }, () => startConsumer(prefix, loops, onStart)));
-  const jobs = new BackgroundJobs({ redisUrl: REDIS_URL, redisPrefix: prefix, region: 'bench', attempts: 1 });
+  const jobs = new BackgroundJobs({ redis: REDIS_URL, redisPrefix: prefix, region: 'bench', attempts: 1 });
   await paced(rate, total, (i) => {
     enqueuedAt[i] = now();
     return jobs.enqueue(`job-${i}`);
@@ -127,7 +127,7 @@ async function runAt(rate: number, consumers: number, loops: number, run: number
 /** How many jobs/s one worker process starts when a backlog waits: the ceiling of the open-loop runs. */
 async function drainRate(total: number): Promise<number> {
   const prefix = `bench_jobs_${process.pid}_drain:`;
-  const jobs = new BackgroundJobs({ redisUrl: REDIS_URL, redisPrefix: prefix, region: 'bench', attempts: 1 });
+  const jobs = new BackgroundJobs({ redis: REDIS_URL, redisPrefix: prefix, region: 'bench', attempts: 1 });
   await Promise.all(Array.from({ length: total }, (_, i) => jobs.enqueue(`job-${i}`)));
   let seen = 0;
   let firstAt = 0;

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { parseDocument } from 'yaml';
 import { loadRegionsFile } from '../../core/config/load-regions.js';
 import type { NodeSpec } from '../../core/config/topology.js';
+import { describeRedis, redisConfigured } from '../../core/redis-connection.js';
 import { AdminClient } from '../admin-client.js';
 import { settingsFromArgv, UsageError, waitForSignal } from '../run-command.js';
 
@@ -55,7 +56,7 @@ export async function demoCommand(argv: readonly string[]): Promise<void> {
     // Without REDIS_URL every region gets a redis-server of its own and stands alone, as in
     // production (docs/multi-region.md): spill between regions by forwarding, limits leased from
     // the first region. With REDIS_URL, every region shares it.
-    const standalone = settings.redisUrl === undefined;
+    const standalone = !redisConfigured(settings);
     const regionEnv = new Map<string, NodeJS.ProcessEnv>();
     let redisNote: string;
     if (standalone) {
@@ -69,7 +70,7 @@ export async function demoCommand(argv: readonly string[]): Promise<void> {
       redisNote = `A private redis-server per region (${ports.join(', ')})`;
     } else {
       for (const region of regions) regionEnv.set(region.id, { ...env, SWITCHYARD_REGION: region.id });
-      redisNote = `Redis: ${redact(settings.redisUrl as string)}, shared by every region`;
+      redisNote = `Redis: ${describeRedis(settings)}, shared by every region`;
     }
     const envOf = (region: string): NodeJS.ProcessEnv => regionEnv.get(region) ?? env;
     const postgresNote = await sharePostgres(env, settings.databaseUrl);

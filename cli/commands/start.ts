@@ -1,5 +1,6 @@
 import { loadRegionsFile } from '../../core/config/load-regions.js';
 import { createLogger } from '../../core/logger.js';
+import { redisConfigured } from '../../core/redis-connection.js';
 import { createRegistry } from '../../core/metrics.js';
 import { packageVersion } from '../../core/version.js';
 import { resolveRegion, startGateway } from '../../gateway/main.js';
@@ -80,7 +81,7 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
     }
     // With Redis, background responses are BullMQ jobs: run a worker in this process as well
     // (its metrics stay off the gateway's registry, which already has these names).
-    if (settings.redisUrl !== undefined) {
+    if (redisConfigured(settings)) {
       background = await startBackgroundWork(settings, topology, services, createRegistry('worker', packageVersion()), logger);
     }
     process.stdout.write(`\nSwitchyard is up: ${gateway.url}/v1  (Ctrl-C stops it)\n\n`);

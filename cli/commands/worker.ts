@@ -14,6 +14,7 @@ import { serveMetrics } from '../metrics-server.js';
 import { openServices, startUsageFlusher, type Services } from '../services.js';
 import { Gauge } from 'prom-client';
 import { BackgroundJobs } from '../../gateway/responses/background-jobs.js';
+import { checkRedisDurability, redisConfigured } from '../../core/redis-connection.js';
 
 /**
  * `switchyard worker`: background consumers of one region (SWITCHYARD_REGION, else the first):
@@ -23,8 +24,8 @@ import { BackgroundJobs } from '../../gateway/responses/background-jobs.js';
  */
 export async function workerCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
-  if (settings.redisUrl === undefined) {
-    throw new UsageError('worker needs REDIS_URL: its queues live in Redis (without Redis, `switchyard start` or each gateway writes usage itself)');
+  if (!redisConfigured(settings)) {
+    throw new UsageError('worker needs Redis (REDIS_URL, SWITCHYARD_REDIS_SENTINELS or SWITCHYARD_REDIS_CLUSTER): its queues live in Redis (without Redis, `switchyard start` or each gateway writes usage itself)');
   }
   const topology = await loadRegionsFile(settings.configPath);
   resolveRegion(settings, topology);
@@ -66,7 +67,7 @@ export async function startBackgroundWork(
   const stack = new UpstreamStack({ settings, topology, registry, log, services });
   await stack.start();
   const worker = new BackgroundWorker({
-    redisUrl: settings.redisUrl as string,
+    redis: settings,
     redisPrefix: settings.redisPrefix,
     region: region.id,
     route: () => stack.fleet.routeFrom(region.id),
@@ -78,8 +79,10 @@ export async function startBackgroundWork(
     log,
   });
   await worker.start();
+  // Jobs are only as durable as the Redis that holds them: say so when it keeps too little.
+  void checkRedisDurability(worker.redis, log);
   // Jobs by state of this region's queue, counted by Redis at scrape time.
-  const counts = new BackgroundJobs({ redisUrl: settings.redisUrl as string, redisPrefix: settings.redisPrefix, region: region.id, attempts: 1, log });
+  const counts = new BackgroundJobs({ redis: settings, redisPrefix: settings.redisPrefix, region: region.id, attempts: 1, log });
   new Gauge({
     name: 'switchyard_worker_jobs',
     help: "Background-response jobs in this worker's region queue, by state (waiting, active, delayed, prioritized, failed; completed ones are removed).",

@@ -29,6 +29,13 @@ export interface Settings {
   /** Unset: in-memory state (single process). */
   readonly redisUrl: string | undefined;
   readonly redisPrefix: string;
+  /** Other ways to name Redis (docs/redis.md): a Sentinel set or a Cluster, a CA for TLS. */
+  readonly redisCaFile: string | undefined;
+  readonly redisSentinels: string | undefined;
+  readonly redisMaster: string | undefined;
+  readonly redisPassword: string | undefined;
+  readonly redisSentinelPassword: string | undefined;
+  readonly redisCluster: string | undefined;
   /** Unset: an embedded Postgres (PGlite) in `dataDir`. */
   readonly databaseUrl: string | undefined;
   readonly databaseSchema: string;
@@ -107,6 +114,12 @@ export const KNOBS: readonly Knob[] = [
   { key: 'bodyLimitBytes', env: 'SWITCHYARD_BODY_LIMIT_BYTES', flag: 'body-limit-bytes', kind: 'int', def: 16 * 1024 * 1024, min: 1024, doc: 'largest request body accepted, bytes (larger: 413)' },
   { key: 'redisUrl', env: 'REDIS_URL', flag: 'redis-url', kind: 'secret', def: undefined, doc: 'Redis for limits, key cache invalidation and the usage buffer (unset: in-process memory, one process only)' },
   { key: 'redisPrefix', env: 'SWITCHYARD_REDIS_PREFIX', flag: 'redis-prefix', kind: 'string', def: 'switchyard:', doc: 'prefix of every Redis key' },
+  { key: 'redisCaFile', env: 'SWITCHYARD_REDIS_CA_FILE', flag: 'redis-ca-file', kind: 'string', def: undefined, doc: 'PEM CA bundle trusted for TLS to Redis (rediss:// URLs, rediss:// sentinels or cluster nodes) instead of the system CAs' },
+  { key: 'redisSentinels', env: 'SWITCHYARD_REDIS_SENTINELS', flag: 'redis-sentinels', kind: 'string', def: undefined, doc: 'Redis through Sentinel: host:port,… of the sentinels (rediss://host:port: TLS), instead of REDIS_URL' },
+  { key: 'redisMaster', env: 'SWITCHYARD_REDIS_MASTER', flag: 'redis-master', kind: 'string', def: undefined, doc: 'the master name the sentinels monitor (with SWITCHYARD_REDIS_SENTINELS)' },
+  { key: 'redisPassword', env: 'SWITCHYARD_REDIS_PASSWORD', flag: 'redis-password', kind: 'secret', def: undefined, doc: 'password of the Sentinel-managed or Cluster Redis servers (REDIS_URL carries its own)' },
+  { key: 'redisSentinelPassword', env: 'SWITCHYARD_REDIS_SENTINEL_PASSWORD', flag: 'redis-sentinel-password', kind: 'secret', def: undefined, doc: 'password of the sentinels themselves' },
+  { key: 'redisCluster', env: 'SWITCHYARD_REDIS_CLUSTER', flag: 'redis-cluster', kind: 'string', def: undefined, doc: 'Redis Cluster: host:port,… of some nodes (rediss://…: TLS), instead of REDIS_URL' },
   { key: 'databaseUrl', env: 'DATABASE_URL', flag: 'database-url', kind: 'secret', def: undefined, doc: 'Postgres for tenants, keys and usage (unset: embedded PGlite in the data directory)' },
   { key: 'databaseSchema', env: 'SWITCHYARD_DATABASE_SCHEMA', flag: 'database-schema', kind: 'string', def: 'public', doc: 'Postgres schema of the tables (created if missing)' },
   { key: 'dataDir', env: 'SWITCHYARD_DATA_DIR', flag: 'data-dir', kind: 'string', def: './data', doc: 'where the embedded Postgres keeps its files' },
@@ -164,6 +177,9 @@ export function loadSettings(env: NodeJS.ProcessEnv, flags: FlagValues = {}): Se
   if ((out['grpcTlsCert'] === undefined) !== (out['grpcTlsKey'] === undefined)) {
     problems.push({ path: 'SWITCHYARD_GRPC_TLS_CERT', message: 'set both SWITCHYARD_GRPC_TLS_CERT and SWITCHYARD_GRPC_TLS_KEY, or neither' });
   }
+  const redisNamed = [out['redisUrl'], out['redisSentinels'], out['redisCluster']].filter((v) => v !== undefined).length;
+  if (redisNamed > 1) problems.push({ path: 'REDIS_URL', message: 'set only one of REDIS_URL, SWITCHYARD_REDIS_SENTINELS and SWITCHYARD_REDIS_CLUSTER' });
+  if (out['redisSentinels'] !== undefined && out['redisMaster'] === undefined) problems.push({ path: 'SWITCHYARD_REDIS_MASTER', message: 'required with SWITCHYARD_REDIS_SENTINELS' });
   if (problems.length > 0) throw new ConfigError('settings', problems);
   return Object.freeze(out) as unknown as Settings;
 }

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connection.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_LEASE_TTL_MS, type AdmitResult, type KeyLimits, type LimitReason, type RateLimiter } from './rate-limiter.js';
 import { RedisRateLimiter, type Slice } from './redis-rate-limiter.js';
@@ -12,7 +12,7 @@ export interface SliceSource {
 
 export interface LeasedRateLimiterOptions {
   /** This region's Redis: the slices, shared by the region's gateways. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keyPrefix: string;
   readonly source: SliceSource;
   readonly log: Logger;
@@ -115,7 +115,7 @@ redis.call('HSET', KEYS[1], 'r', tostring(r - gr), 't', tostring(tok - gt))
 return {gr, gt}
 `;
 
-type SliceRedis = Redis & {
+type SliceRedis = RedisClient & {
   switchyardSliceAdmit(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
   switchyardSliceAdd(k1: string, ...args: (string | number)[]): Promise<number[]>;
   switchyardSliceSettle(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;

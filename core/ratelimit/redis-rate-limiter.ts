@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connection.js';
 import { DEFAULT_LEASE_TTL_MS, type AdmitResult, type KeyLimits, type LimitReason, type RateLimiter } from './rate-limiter.js';
 
 /*
@@ -109,7 +109,7 @@ return 1
 
 const REASONS: readonly (LimitReason | undefined)[] = [undefined, 'requests', 'tokens', 'concurrency'];
 
-type LimiterRedis = Redis & {
+type LimiterRedis = RedisClient & {
   switchyardAdmit(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
   switchyardSettle(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
   switchyardGrant(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
@@ -128,7 +128,7 @@ export class RedisRateLimiter implements RateLimiter {
   private readonly prefix: string;
   private readonly leaseTtlMs: number;
 
-  constructor(opts: { redis: Redis; keyPrefix: string; leaseTtlMs?: number }) {
+  constructor(opts: { redis: RedisClient; keyPrefix: string; leaseTtlMs?: number }) {
     this.redis = opts.redis as LimiterRedis;
     this.prefix = opts.keyPrefix;
     this.leaseTtlMs = opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;

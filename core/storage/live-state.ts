@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.js';
-import { closeRedis, watchRedis } from '../redis-connection.js';
+import { closeRedis, duplicateRedis, type RedisClient } from '../redis-connection.js';
 
 /** One node's engine load, as the scheduler received it from the node's agent. */
 export interface LiveLoad {
@@ -55,10 +54,10 @@ export class RedisLiveState implements LiveState {
   private readonly channel: string;
   private readonly hash: string;
   private readonly listeners = new Set<(load: LiveLoad) => void>();
-  private subscribed: Promise<Redis> | undefined;
+  private subscribed: Promise<RedisClient> | undefined;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     prefix: string,
     /** Says when the subscriber connection loses Redis and gets it back. */
     private readonly log?: Logger,
@@ -85,9 +84,9 @@ export class RedisLiveState implements LiveState {
     }
   }
 
-  private async openSubscriber(): Promise<Redis> {
-    const sub = this.redis.duplicate({ enableOfflineQueue: true });
-    watchRedis(sub, 'live-state-subscriber', this.log);
+  private async openSubscriber(): Promise<RedisClient> {
+    // On a Cluster, a plain SUBSCRIBE on any node hears PUBLISHes made on every node.
+    const sub = duplicateRedis(this.redis, 'live-state-subscriber', this.log);
     sub.on('message', (_channel: string, message: string) => {
       const load = parseLoad(message);
       if (load !== undefined) for (const listener of this.listeners) listener(load);

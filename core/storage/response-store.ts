@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connection.js';
 import type { Database } from '../database/database.js';
 
 export type ResponseStatus = 'queued' | 'in_progress' | 'completed' | 'failed' | 'cancelled' | 'incomplete';
@@ -160,9 +160,12 @@ export class MemoryResponseStore implements ResponseStore {
 
 /*
  * Redis layout: hash {prefix}resp:<id> with fields status, version, data (the JSON record), and a
- * sorted set {prefix}resp:touched scoring ids by last use (for the idle sweep).
- * SET_IF_VERSION: KEYS[1] hash, KEYS[2] touched; ARGV: expected version ('' = must not exist),
- * status, data, now ms, ttl ms. Returns 1 when written.
+ * sorted set {prefix}resp:touched scoring ids by last use (for the idle sweep). The two live in
+ * different Redis Cluster slots, so every script touches one key: the index entry is written
+ * before the hash (an entry without its hash is dropped by the sweep) and removed only while it
+ * is still idle (a response read again meanwhile keeps its fresh entry).
+ * SET_IF_VERSION: KEYS[1] hash; ARGV: expected version ('' = must not exist), status, data,
+ * ttl ms. Returns 1 when written.
  */
 const SET_IF_VERSION = `
 local v = redis.call('HGET', KEYS[1], 'version')
@@ -173,24 +176,30 @@ elseif v ~= ARGV[1] then
 end
 local nv = (tonumber(v) or 0) + 1
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'data', ARGV[3], 'version', nv)
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
-redis.call('ZADD', KEYS[2], tonumber(ARGV[4]), KEYS[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
 return 1
 `;
 
-/** Deletes the hash only if it still has the version the archiver copied. */
+/** KEYS[1] hash; ARGV[1] version. Deletes the hash only if it still has the version the archiver copied. */
 const DELETE_IF_VERSION = `
 if redis.call('HGET', KEYS[1], 'version') == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], KEYS[1])
   return 1
 end
 return 0
 `;
 
-type ResponseRedis = Redis & {
-  switchyardResponseSet(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
-  switchyardResponseDeleteIf(k1: string, k2: string, version: string): Promise<number>;
+/** KEYS[1] touched index; ARGV[1] member, ARGV[2] cutoff ms. Removes the entry only if still idle. */
+const UNTOUCH_IF_IDLE = `
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if at and tonumber(at) <= tonumber(ARGV[2]) then return redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 0
+`;
+
+type ResponseRedis = RedisClient & {
+  switchyardResponseSet(k1: string, ...args: (string | number)[]): Promise<number>;
+  switchyardResponseDeleteIf(k1: string, version: string): Promise<number>;
+  switchyardResponseUntouch(k1: string, member: string, cutoff: number): Promise<number>;
 };
 
 /** Shared by every gateway and worker: hot in Redis with a safety TTL, archived to Postgres. */
@@ -199,7 +208,7 @@ export class RedisResponseStore implements ResponseStore {
   private readonly touched: string;
 
   constructor(
-    redis: Redis,
+    redis: RedisClient,
     private readonly prefix: string,
     private readonly archive: PgResponseArchive,
     /** Longest a response stays in Redis without the sweep (a safety net, well above the idle time). */
@@ -208,8 +217,9 @@ export class RedisResponseStore implements ResponseStore {
     this.redis = redis as ResponseRedis;
     this.touched = `${prefix}resp:touched`;
     if (typeof (this.redis as Partial<ResponseRedis>).switchyardResponseSet !== 'function') {
-      this.redis.defineCommand('switchyardResponseSet', { numberOfKeys: 2, lua: SET_IF_VERSION });
-      this.redis.defineCommand('switchyardResponseDeleteIf', { numberOfKeys: 2, lua: DELETE_IF_VERSION });
+      this.redis.defineCommand('switchyardResponseSet', { numberOfKeys: 1, lua: SET_IF_VERSION });
+      this.redis.defineCommand('switchyardResponseDeleteIf', { numberOfKeys: 1, lua: DELETE_IF_VERSION });
+      this.redis.defineCommand('switchyardResponseUntouch', { numberOfKeys: 1, lua: UNTOUCH_IF_IDLE });
     }
   }
 
@@ -219,13 +229,8 @@ export class RedisResponseStore implements ResponseStore {
 
   async put(r: StoredResponse): Promise<void> {
     const key = this.key(r.id);
-    await this.redis
-      .multi()
-      .hset(key, 'status', r.status, 'data', JSON.stringify(r))
-      .hincrby(key, 'version', 1)
-      .pexpire(key, this.hotTtlMs)
-      .zadd(this.touched, Date.now(), key)
-      .exec();
+    await this.redis.zadd(this.touched, Date.now(), key);
+    await this.redis.multi().hset(key, 'status', r.status, 'data', JSON.stringify(r)).hincrby(key, 'version', 1).pexpire(key, this.hotTtlMs).exec();
   }
 
   private async read(id: string): Promise<{ record: StoredResponse; version: string } | undefined> {
@@ -243,7 +248,8 @@ export class RedisResponseStore implements ResponseStore {
     const archived = await this.archive.load(id);
     if (archived !== undefined) {
       // Back in Redis while the conversation is active again; the sweep archives it again later.
-      await this.redis.switchyardResponseSet(this.key(id), this.touched, '', archived.status, JSON.stringify(archived), Date.now(), this.hotTtlMs);
+      await this.redis.zadd(this.touched, Date.now(), this.key(id));
+      await this.redis.switchyardResponseSet(this.key(id), '', archived.status, JSON.stringify(archived), this.hotTtlMs);
     }
     return archived;
   }
@@ -258,7 +264,8 @@ export class RedisResponseStore implements ResponseStore {
       }
       if (!from.includes(current.record.status)) return undefined;
       const next: StoredResponse = { ...current.record, ...patch, id: current.record.id };
-      const ok = await this.redis.switchyardResponseSet(this.key(id), this.touched, current.version, next.status, JSON.stringify(next), Date.now(), this.hotTtlMs);
+      await this.redis.zadd(this.touched, Date.now(), this.key(id));
+      const ok = await this.redis.switchyardResponseSet(this.key(id), current.version, next.status, JSON.stringify(next), this.hotTtlMs);
       if (ok === 1) return next;
     }
     throw new Error(`response ${id}: too much contention on its status`);
@@ -272,12 +279,13 @@ export class RedisResponseStore implements ResponseStore {
   }
 
   async archiveIdle(idleMs: number): Promise<number> {
-    const keys = await this.redis.zrangebyscore(this.touched, '-inf', Date.now() - idleMs, 'LIMIT', 0, 500);
+    const cutoff = Date.now() - idleMs;
+    const keys = await this.redis.zrangebyscore(this.touched, '-inf', cutoff, 'LIMIT', 0, 500);
     const batch: Array<{ key: string; record: StoredResponse; version: string }> = [];
     for (const key of keys) {
       const [data, version] = await this.redis.hmget(key, 'data', 'version');
       if (data === null || data === undefined || version === null || version === undefined) {
-        await this.redis.zrem(this.touched, key);
+        await this.redis.switchyardResponseUntouch(this.touched, key, cutoff);
         continue;
       }
       const record = JSON.parse(data) as StoredResponse;
@@ -285,7 +293,11 @@ export class RedisResponseStore implements ResponseStore {
     }
     await this.archive.save(batch.map((b) => b.record));
     let moved = 0;
-    for (const b of batch) moved += await this.redis.switchyardResponseDeleteIf(b.key, this.touched, b.version);
+    for (const b of batch) {
+      if ((await this.redis.switchyardResponseDeleteIf(b.key, b.version)) === 0) continue;
+      moved++;
+      await this.redis.switchyardResponseUntouch(this.touched, b.key, cutoff);
+    }
     return moved;
   }
 

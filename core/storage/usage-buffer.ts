@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-connection.js';
 import type { UsageRecord } from './usage-store.js';
 
 /**
@@ -65,7 +65,7 @@ export class RedisUsageBuffer implements UsageBuffer {
   private readonly maxPending: number;
   dropped = 0;
 
-  constructor(private readonly opts: { redis: Redis; key: string; maxPending?: number; lockMs?: number }) {
+  constructor(private readonly opts: { redis: RedisClient; key: string; maxPending?: number; lockMs?: number }) {
     this.lockKey = `${opts.key}:drain-lock`;
     this.maxPending = opts.maxPending ?? 100_000;
   }

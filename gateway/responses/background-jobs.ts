@@ -1,6 +1,6 @@
 import { Queue, Worker, type Processor } from 'bullmq';
-import { Redis } from 'ioredis';
-import { closeRedis, watchRedis } from '../../core/redis-connection.js';
+import { Cluster } from 'ioredis';
+import { closeRedis, connectRedis, watchRedis, type RedisClient, type RedisTarget } from '../../core/redis-connection.js';
 import type { Logger } from '../../core/logger.js';
 
 /**
@@ -26,7 +26,8 @@ export interface ResponseJobData {
 }
 
 export interface BackgroundJobOptions {
-  readonly redisUrl: string;
+  /** The region's Redis: the settings (one server, Sentinel or Cluster) or a URL. */
+  readonly redis: RedisTarget;
   readonly redisPrefix: string;
   readonly region: string;
   /** Runs of a job before it fails for good (upstream errors are retried with backoff). */
@@ -46,8 +47,12 @@ export function responseQueueName(region: string): string {
   return `responses-${region}`;
 }
 
-export function bullPrefix(redisPrefix: string): string {
-  return `${redisPrefix}bull`;
+/**
+ * BullMQ's key prefix. Its scripts touch several keys of a queue at once, so on a Redis Cluster
+ * the prefix is a hash tag (`{switchyard:bull}`): every key of the region's queue in one slot.
+ */
+export function bullPrefix(redisPrefix: string, connection?: RedisClient): string {
+  return connection instanceof Cluster ? `{${redisPrefix}bull}` : `${redisPrefix}bull`;
 }
 
 /**
@@ -61,7 +66,7 @@ export const FETCH_LOOPS = 2;
 
 export interface ResponseWorkerOptions {
   /** Shared command connection (each Worker opens its own blocking connection from it). */
-  readonly connection: Redis;
+  readonly connection: RedisClient;
   readonly redisPrefix: string;
   readonly region: string;
   /** Jobs run at once by this process, split over the fetch loops. */
@@ -79,7 +84,7 @@ export function responseWorkers<R>(opts: ResponseWorkerOptions, processor: Proce
     const concurrency = Math.floor(opts.concurrency / loops) + (i < opts.concurrency % loops ? 1 : 0);
     return new Worker<ResponseJobData, R>(responseQueueName(opts.region), processor, {
       connection: opts.connection,
-      prefix: bullPrefix(opts.redisPrefix),
+      prefix: bullPrefix(opts.redisPrefix, opts.connection),
       concurrency,
       lockDuration: opts.lockMs,
       stalledInterval: Math.max(1000, Math.floor(opts.lockMs / 2)),
@@ -99,7 +104,7 @@ export function cancelChannel(redisPrefix: string): string {
  * it (a message on a Redis channel every worker listens to).
  */
 export class BackgroundJobs implements JobQueue {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly queue: Queue<ResponseJobData>;
   private watch: { timer: NodeJS.Timeout; opts: WorkerWatchOptions } | undefined;
   private workers: number | undefined;
@@ -108,10 +113,10 @@ export class BackgroundJobs implements JobQueue {
 
   constructor(private readonly opts: BackgroundJobOptions) {
     // BullMQ wants its own connection, retrying forever rather than failing commands.
-    this.connection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+    this.connection = connectRedis(opts.redis, 'bullmq-queue', opts.log, 'queue');
     this.queue = new Queue<ResponseJobData>(responseQueueName(opts.region), {
       connection: this.connection,
-      prefix: bullPrefix(opts.redisPrefix),
+      prefix: bullPrefix(opts.redisPrefix, this.connection),
     });
     watchRedis(this.connection, 'bullmq-queue', opts.log, this.queue);
   }

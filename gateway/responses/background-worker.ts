@@ -1,12 +1,12 @@
 import { UnrecoverableError, type Job, type Worker } from 'bullmq';
-import { Redis } from 'ioredis';
-import { closeRedis, watchRedis } from '../../core/redis-connection.js';
+import { closeRedis, connectRedis, duplicateRedis, watchRedis, type RedisClient, type RedisTarget } from '../../core/redis-connection.js';
 import { cancelChannel, responseWorkers, type ResponseJobData } from './background-jobs.js';
 import { AttemptFailed, runBackgroundResponse, type BackgroundRunDeps } from './background-run.js';
 import { RedisEventLog } from './response-event-log.js';
 
 export interface BackgroundWorkerOptions extends Omit<BackgroundRunDeps, 'events'> {
-  readonly redisUrl: string;
+  /** The region's Redis: the settings (one server, Sentinel or Cluster) or a URL. */
+  readonly redis: RedisTarget;
   readonly redisPrefix: string;
   readonly concurrency: number;
   /** How long a job's lock lives without renewal: a killed worker's job is picked up after this. */
@@ -23,20 +23,25 @@ export interface BackgroundWorkerOptions extends Omit<BackgroundRunDeps, 'events
  * again; upstream failures are retried by BullMQ with exponential backoff.
  */
 export class BackgroundWorker {
-  private readonly connection: Redis;
-  private readonly subscriber: Redis;
+  private readonly connection: RedisClient;
+  private readonly subscriber: RedisClient;
   private readonly workers: Worker<ResponseJobData, string>[];
   private readonly events: RedisEventLog;
   private readonly run: BackgroundRunDeps;
 
   constructor(private readonly opts: BackgroundWorkerOptions) {
-    this.connection = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
-    this.events = new RedisEventLog(opts.redisUrl, opts.redisPrefix, opts.log);
+    this.connection = connectRedis(opts.redis, 'bullmq-worker', opts.log, 'queue');
+    this.events = new RedisEventLog(opts.redis, opts.redisPrefix, opts.log);
     this.run = { ...opts, events: this.events };
-    this.subscriber = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+    this.subscriber = duplicateRedis(this.connection, 'job-cancel-subscriber', opts.log);
     this.workers = responseWorkers({ ...opts, connection: this.connection }, (job, _token, signal) => this.process(job, signal));
+    // connectRedis watches the connection itself; this adds the Workers' errors to its outage.
     watchRedis(this.connection, 'bullmq-worker', opts.log, ...this.workers);
-    watchRedis(this.subscriber, 'job-cancel-subscriber', opts.log);
+  }
+
+  /** The command connection, e.g. to check Redis's persistence settings at start-up. */
+  get redis(): RedisClient {
+    return this.connection;
   }
 
   async start(): Promise<void> {

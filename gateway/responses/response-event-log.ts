@@ -1,6 +1,5 @@
-import { Redis } from 'ioredis';
 import type { Logger } from '../../core/logger.js';
-import { closeRedis, watchRedis } from '../../core/redis-connection.js';
+import { closeRedis, connectRedis, duplicateRedis, type RedisClient, type RedisTarget } from '../../core/redis-connection.js';
 import type { EventSink } from './response-events.js';
 
 /** Types that end a response's event stream. */
@@ -132,20 +131,20 @@ export abstract class EventLog {
 
 /** The log in Redis: a stream per response, announced on one channel every follower's process subscribes to. */
 export class RedisEventLog extends EventLog {
-  private readonly redis: Redis;
-  private subscriber: Redis | undefined;
+  private readonly redis: RedisClient;
+  private subscriber: RedisClient | undefined;
   private subscribed: Promise<void> | undefined;
 
   constructor(
-    redisUrl: string,
+    redis: RedisTarget,
     private readonly prefix: string,
     private readonly log?: Logger,
   ) {
     super();
-    this.redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
-    watchRedis(this.redis, 'event-log', log);
+    this.redis = connectRedis(redis, 'event-log', log, 'queue');
   }
 
+  /** One key per response: its MULTI (XADDs, PEXPIRE, a PUBLISH) stays in one Cluster slot. */
   private key(id: string): string {
     return `${this.prefix}resp:events:${id}`;
   }
@@ -191,8 +190,7 @@ export class RedisEventLog extends EventLog {
   /** One subscription per process, opened by the first follower. */
   protected listen(): Promise<void> {
     if (this.subscribed !== undefined) return this.subscribed;
-    const sub = this.redis.duplicate();
-    watchRedis(sub, 'event-log-subscriber', this.log);
+    const sub = duplicateRedis(this.redis, 'event-log-subscriber', this.log);
     this.subscriber = sub;
     sub.on('message', (_channel: string, id: string) => this.announced(id));
     this.subscribed = sub.subscribe(this.channel).then(

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../core/redis-connection.js';
 import { DEFAULT_LEDGER_LEASE_TTL_MS, type CapacityLedger, type LedgerNode, type NodeTotals, type ReserveOutcome } from './ledger.js';
 
 /*
@@ -66,7 +66,7 @@ const SNAPSHOT = `${PURGE}
 return redis.call('HGETALL', KEYS[1])
 `;
 
-type LedgerRedis = Redis & {
+type LedgerRedis = RedisClient & {
   switchyardLedgerReserve(k1: string, k2: string, k3: string, ...args: (string | number)[]): Promise<number[]>;
   switchyardLedgerRelease(k1: string, k2: string, k3: string, leaseId: string): Promise<[string, number, number] | []>;
   switchyardLedgerRenew(k1: string, k2: string, k3: string, ...args: (string | number)[]): Promise<number>;
@@ -79,7 +79,7 @@ export class RedisLedger implements CapacityLedger {
   private readonly keys: [string, string, string];
   readonly leaseTtlMs: number;
 
-  constructor(opts: { redis: Redis; keyPrefix: string; leaseTtlMs?: number }) {
+  constructor(opts: { redis: RedisClient; keyPrefix: string; leaseTtlMs?: number }) {
     this.redis = opts.redis as LedgerRedis;
     this.leaseTtlMs = opts.leaseTtlMs ?? DEFAULT_LEDGER_LEASE_TTL_MS;
     const tag = `${opts.keyPrefix}capacity:{ledger}`;

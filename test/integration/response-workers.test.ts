@@ -15,7 +15,7 @@ describe('responseWorkers', () => {
   it('splits the concurrency over the fetch loops and never runs more than it at once', async () => {
     expect(FETCH_LOOPS).toBeGreaterThan(1);
     const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-    const jobs = new BackgroundJobs({ redisUrl: REDIS_URL, redisPrefix: prefix, region: 'r1', attempts: 1 });
+    const jobs = new BackgroundJobs({ redis: REDIS_URL, redisPrefix: prefix, region: 'r1', attempts: 1 });
     let running = 0;
     let peak = 0;
     let done = 0;
