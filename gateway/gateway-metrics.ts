@@ -45,6 +45,8 @@ export class GatewayMetrics {
   readonly tokens: Counter<'model' | 'region' | 'direction'>;
   readonly nodeTokens: Counter<'node' | 'region'>;
   readonly upstreamErrors: Counter<'node' | 'reason'>;
+  /** Streams whose node failed after the first byte: continued on another node, or ended. */
+  readonly failovers: Counter<'reason' | 'result'>;
   readonly retries: Counter<'reason'>;
   readonly inflight: Gauge<'node'>;
   readonly nodeHealthy: Gauge<'node' | 'region'>;
@@ -165,6 +167,12 @@ export class GatewayMetrics {
       name: 'switchyard_upstream_errors_total',
       help: 'Failed upstream attempts, by node and reason (connect_refused, connect_timeout, reset, first_byte_timeout, idle_timeout, http_429, http_5xx, dropped).',
       labelNames: ['node', 'reason'],
+      registers,
+    });
+    this.failovers = new Counter({
+      name: 'switchyard_stream_failovers_total',
+      help: 'Streams whose node failed after the first byte, by the failure (dropped, idle_timeout, node_down, truncated, …) and result (continued on another node, or ended with an error event).',
+      labelNames: ['reason', 'result'],
       registers,
     });
     this.retries = new Counter({

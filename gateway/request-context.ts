@@ -20,6 +20,8 @@ export interface CallContext {
   forwarded: ForwardedFrom | undefined;
   /** The region that served it, when another region's gateway did (this one forwarded it). */
   servedByRegion: string | undefined;
+  /** Times its stream was continued on another node after its node failed mid-generation. */
+  failovers: number;
   model: string | undefined;
   nodeId: string | undefined;
   usage: Usage | undefined;
@@ -45,6 +47,7 @@ export function newCallContext(key: ApiKeyRecord | undefined, forwarded?: Forwar
     key,
     forwarded,
     servedByRegion: undefined,
+    failovers: 0,
     model: undefined,
     nodeId: undefined,
     usage: undefined,

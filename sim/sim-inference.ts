@@ -116,6 +116,7 @@ function generate(
     model: g.model,
     promptKey: g.promptKey,
     echoWords: g.echoWords,
+    continuedTokens: g.continuedTokens,
     maxTokens: g.maxTokens,
     ignoreEos: g.ignoreEos,
   });

@@ -27,6 +27,11 @@ export interface GenerationRequest {
   readonly promptKey: string;
   readonly promptTokens: number;
   readonly echoWords: readonly string[] | null;
+  /**
+   * vLLM's `continue_final_message`: the final assistant message is a prefix of the answer, and
+   * generation continues after its this many tokens, as if the answer had been cut there.
+   */
+  readonly continuedTokens: number;
   readonly maxTokens: number;
   readonly ignoreEos: boolean;
   readonly stream: boolean;
@@ -124,6 +129,9 @@ export function parseChatRequest(raw: unknown, models: readonly string[]): Gener
     }
     return { role: (m as Json)['role'] as string, text: contentText((m as Json)['content'], i) };
   });
+  // continue_final_message: the final assistant turn is the start of the answer, not a turn.
+  const prefix = body['continue_final_message'] === true && turns.length > 1 && turns.at(-1)?.role === 'assistant' ? turns.pop() : undefined;
+  const continuedTokens = prefix === undefined ? 0 : echoWordsOf(prefix.text).length;
   const texts = turns.map((t) => t.text);
   const lastUser = turns.findLastIndex((t) => t.role === 'user');
   let echoWords: string[] | null = null;
@@ -138,8 +146,9 @@ export function parseChatRequest(raw: unknown, models: readonly string[]): Gener
   return {
     model,
     promptKey: turns.map((t) => `${t.role}\u0001${t.text}`).join('\u0002'),
-    promptTokens,
+    promptTokens: promptTokens + countPromptTokens(prefix?.text ?? ''),
     echoWords,
+    continuedTokens,
     maxTokens,
     ignoreEos: optionalBool(body, 'ignore_eos'),
     ...streamFlags(body),
@@ -173,6 +182,7 @@ export function parseCompletionRequest(raw: unknown, models: readonly string[]):
     promptKey: text,
     promptTokens,
     echoWords: text.startsWith(ECHO_PREFIX) ? echoWordsOf(text.slice(ECHO_PREFIX.length)) : null,
+    continuedTokens: 0,
     maxTokens,
     ignoreEos: optionalBool(body, 'ignore_eos'),
     ...streamFlags(body),

@@ -75,6 +75,8 @@ export interface PlanInput {
   readonly maxTokens: number;
   /** vLLM's `ignore_eos`: generate exactly `maxTokens`. */
   readonly ignoreEos: boolean;
+  /** Tokens of the answer already given (a continued final message): the plan resumes after them. */
+  readonly continuedTokens?: number;
 }
 
 function withSpace(word: string, index: number): string {
@@ -83,19 +85,23 @@ function withSpace(word: string, index: number): string {
 
 export function planOutput(input: PlanInput): TokenPlan {
   const { echoWords, maxTokens } = input;
+  // A continued answer resumes where its prefix ended: the same words the whole answer would have had.
+  const skip = input.continuedTokens ?? 0;
   if (echoWords !== null) {
-    const count = Math.min(echoWords.length, maxTokens);
-    let i = 0;
+    const left = Math.max(0, echoWords.length - skip);
+    const count = Math.min(left, maxTokens);
+    let i = skip;
     return {
       count,
-      finishReason: echoWords.length > maxTokens ? 'length' : 'stop',
+      finishReason: left > maxTokens ? 'length' : 'stop',
       next: () => withSpace(echoWords[i] ?? '', i++),
     };
   }
   const rng = createRng(seedHash(input.seed, input.model, input.promptKey));
-  const natural = MIN_NATURAL_TOKENS + Math.floor(rng() * (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1));
+  const natural = Math.max(0, MIN_NATURAL_TOKENS + Math.floor(rng() * (MAX_NATURAL_TOKENS - MIN_NATURAL_TOKENS + 1)) - skip);
   const stops = !input.ignoreEos && natural <= maxTokens;
-  let i = 0;
+  for (let k = 0; k < skip; k++) rng();
+  let i = skip;
   return {
     count: stops ? natural : maxTokens,
     finishReason: stops ? 'stop' : 'length',

@@ -76,6 +76,8 @@ export interface Settings {
   readonly jobLockMs: number;
   readonly jobAttempts: number;
   readonly workerGraceMs: number;
+  /** Mid-stream failovers allowed per streamed request (0: off). */
+  readonly failoverMax: number;
   /** Finished responses untouched this long move from Redis (or memory) to Postgres. */
   readonly conversationIdleMs: number;
 }
@@ -148,6 +150,7 @@ export const KNOBS: readonly Knob[] = [
   { key: 'workerConcurrency', env: 'SWITCHYARD_WORKER_CONCURRENCY', flag: 'worker-concurrency', kind: 'int', def: 256, min: 1, doc: 'background responses a worker runs at once (each still waits for fleet capacity in the ledger)' },
   { key: 'jobLockMs', env: 'SWITCHYARD_JOB_LOCK_MS', flag: 'job-lock-ms', kind: 'int', def: 30_000, min: 500, doc: "lock of a running background job, renewed while it runs: a killed worker's job is picked up again after this, ms" },
   { key: 'jobAttempts', env: 'SWITCHYARD_JOB_ATTEMPTS', flag: 'job-attempts', kind: 'int', def: 3, min: 1, doc: 'runs of a background response before it fails (upstream errors retried with exponential backoff from 1 s)' },
+  { key: 'failoverMax', env: 'SWITCHYARD_FAILOVER_MAX', flag: 'failover-max', kind: 'int', def: 1, min: 0, doc: 'times a stream whose node fails after the first byte is continued on another node (0: off; per request: x-switchyard-failover: off)' },
   { key: 'workerGraceMs', env: 'SWITCHYARD_WORKER_GRACE_MS', flag: 'worker-grace-ms', kind: 'int', def: 30_000, min: 0, doc: "how long a gateway accepts background responses while no worker serves its region's queue (logged at once; then 503 no_worker), ms" },
   { key: 'conversationIdleMs', env: 'SWITCHYARD_CONVERSATION_IDLE_MS', flag: 'conversation-idle-ms', kind: 'int', def: 600_000, min: 0, doc: 'finished responses untouched this long move from Redis (or memory) to Postgres; read back on demand, ms' },
   { key: 'defaultMaxTokens', env: 'SWITCHYARD_DEFAULT_MAX_TOKENS', flag: 'default-max-tokens', kind: 'int', def: 512, min: 1, doc: 'output tokens assumed for routing when a request sets no max_tokens' },

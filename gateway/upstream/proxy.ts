@@ -44,6 +44,8 @@ export interface ProxyCall {
    * request goes upstream only once it resolves (a refusal releases the reservation and is thrown).
    */
   readonly admitted?: Promise<void> | undefined;
+  /** Nodes not to use (a stream continued elsewhere after its node failed). */
+  readonly exclude?: ReadonlySet<NodeState> | undefined;
 }
 
 /** A 2xx upstream response whose body has not been read yet. Call `release` exactly once. */
@@ -112,7 +114,7 @@ export class UpstreamProxy {
   private async openAdmitted(call: ProxyCall): Promise<OpenUpstream> {
     const started = this.now();
     const deadline = started + this.settings.retryBudgetMs;
-    let tried: Set<NodeState> | undefined;
+    let tried: Set<NodeState> | undefined = call.exclude === undefined ? undefined : new Set(call.exclude);
     let last: Failure | undefined;
     let queuedMs = 0;
     for (let attempt = 0; attempt < this.settings.retryAttempts; attempt++) {

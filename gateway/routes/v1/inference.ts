@@ -5,7 +5,9 @@ import type { RegionRoute } from '../../../scheduler/fleet.js';
 import type { GatewayDeps } from '../../gateway-deps.js';
 import { rawBodyOf, type CallContext } from '../../request-context.js';
 import type { OpenUpstream } from '../../upstream/proxy.js';
-import { relaySse } from '../../upstream/stream-relay.js';
+import { endWithFailure, relaySse } from '../../upstream/stream-relay.js';
+import { continuationBody, StreamLegs } from '../../upstream/stream-continuation.js';
+import type { NodeState } from '../../../scheduler/node-state.js';
 import { extractUsage, type Usage } from '../../upstream/sse.js';
 import { ChatCompletionBody, CompletionBody, EmbeddingBody, type InferenceBody } from './schemas.js';
 import { openEventStream } from './event-stream.js';
@@ -112,7 +114,18 @@ async function handle(
     reply.header('x-switchyard-node', upstream.node.id).header('x-switchyard-region', upstream.node.spec.regionId);
     if (upstream.queuedMs > 0) reply.header('x-switchyard-queue-ms', String(Math.round(upstream.queuedMs)));
     const bodyAt = performance.now();
-    if (stream) await relay(deps, request, reply, upstream, call, clientWantsUsage);
+    // Mid-stream failover: the stream may continue on another node after this one fails.
+    const failover = failoverAllowed(deps, request) ? new StreamLegs(path === '/v1/chat/completions' ? 'chat' : 'completion') : undefined;
+    const continueStream = async (failed: OpenUpstream, tried: Set<NodeState>, text: string, tokens: number): Promise<OpenUpstream | undefined> => {
+      const next = continuationBody(path, body as unknown as Record<string, unknown>, text, tokens, failed.node.spec.engine);
+      if (next === undefined) return undefined;
+      return deps.proxy.open({
+        path, model: body.model, costTokens, workTokens: estimate.work, body: next, requestId: request.id, route, signal: abort.signal, priority,
+        tenant: call.key?.tenantId ?? call.forwarded?.tenant ?? '', weight: call.key?.tenantWeight ?? call.forwarded?.weight ?? 1,
+        deadlineAt: Date.now() + deps.settings.firstByteTimeoutMs, affinityKey, exclude: tried,
+      });
+    };
+    if (stream) await relay(deps, request, reply, upstream, call, clientWantsUsage, failover === undefined ? undefined : { legs: failover, next: continueStream });
     else await respondBuffered(deps, reply, upstream, call);
     upstreamMs += performance.now() - bodyAt;
   } finally {
@@ -144,47 +157,85 @@ async function respondBuffered(deps: GatewayDeps, reply: FastifyReply, upstream:
     .send(payload);
 }
 
+/** The next leg of a stream whose node failed: another node, told to continue the text so far. */
+type ContinueStream = (failed: OpenUpstream, tried: Set<NodeState>, text: string, tokens: number) => Promise<OpenUpstream | undefined>;
+
 async function relay(
   deps: GatewayDeps,
   request: FastifyRequest,
   reply: FastifyReply,
-  upstream: OpenUpstream,
+  first: OpenUpstream,
   call: CallContext,
   clientWantsUsage: boolean,
+  failover: { legs: StreamLegs; next: ContinueStream } | undefined,
 ): Promise<void> {
   const model = call.model ?? '';
   openEventStream(reply);
   const res = reply.raw;
-  // A node declared down ends this stream at once instead of leaving the client to the idle timeout.
-  let nodeDown = false;
-  const untrack = deps.streams.track(upstream.node.id, () => {
-    nodeDown = true;
-    upstream.body.destroy(new Error('node declared down'));
-  });
-  const result = await relaySse(upstream.body, res, {
-    clientWantsUsage,
-    onFirstEvent: () => {
-      call.ttftMs = reply.elapsedTime;
-      deps.metrics.ttft.observe({ model, region: upstream.node.spec.regionId }, call.ttftMs / 1000);
-    },
-    endedBy: () => (nodeDown ? 'node_down' : undefined),
-  }).finally(untrack);
+  let upstream = first;
+  const tried = new Set<NodeState>();
+  let result;
+  for (;;) {
+    // A node declared down ends this stream at once instead of leaving the client to the idle timeout.
+    let nodeDown = false;
+    const leg = upstream;
+    const untrack = deps.streams.track(leg.node.id, () => {
+      nodeDown = true;
+      leg.body.destroy(new Error('node declared down'));
+    });
+    const legs = failover?.legs;
+    result = await relaySse(leg.body, res, {
+      clientWantsUsage,
+      onFirstEvent: () => {
+        call.ttftMs ??= reply.elapsedTime;
+        if (leg === first) deps.metrics.ttft.observe({ model, region: leg.node.spec.regionId }, call.ttftMs / 1000);
+      },
+      endedBy: () => (nodeDown ? 'node_down' : undefined),
+      ...(legs === undefined ? {} : { onWritten: (e: Buffer) => legs.keep(e), keepOpenOnFailure: true, ...(leg === first ? {} : { rewrite: (e: Buffer) => legs.rewrite(e) }) }),
+    }).finally(untrack);
+    if (leg !== first) leg.release();
+    const failure = result.failure;
+    if (failure === undefined || failure === 'client_closed' || failover === undefined) break;
+    deps.metrics.upstreamErrors.inc({ node: leg.node.id, reason: failure });
+    // Continue elsewhere: at most SWITCHYARD_FAILOVER_MAX times, never on a node already tried.
+    tried.add(leg.node);
+    const cut = failover.legs.cut();
+    const next =
+      failover.legs.failovers < deps.settings.failoverMax && cut.continuable
+        ? await failover.next(leg, tried, cut.text, cut.tokens).catch(() => undefined)
+        : undefined;
+    deps.metrics.failovers.inc({ reason: failure, result: next === undefined ? 'ended' : 'continued' });
+    request.log.warn({ reqId: request.id, nodeId: leg.node.id, reason: failure, continuedOn: next?.node.id ?? null }, next === undefined ? 'stream ended early' : 'stream continued on another node');
+    if (next === undefined) {
+      if (!res.destroyed) endWithFailure(res, failure);
+      break;
+    }
+    failover.legs.failovers++;
+    call.nodeId = next.node.id;
+    upstream = next;
+  }
   const completion = result.usage?.completion_tokens ?? 0;
   if (result.failure === undefined && call.ttftMs !== undefined && completion > 1) {
     const perToken = (reply.elapsedTime - call.ttftMs) / (completion - 1);
     deps.metrics.observeTimePerOutputToken(model, upstream.node.spec.regionId, perToken / 1000);
   }
-  if (result.failure !== undefined && result.failure !== 'client_closed') {
+  if (result.failure !== undefined && result.failure !== 'client_closed' && failover === undefined) {
     deps.metrics.upstreamErrors.inc({ node: upstream.node.id, reason: result.failure });
     request.log.warn({ reqId: request.id, nodeId: upstream.node.id, reason: result.failure, events: result.events }, 'stream ended early');
   }
   call.usage = result.usage;
+  call.failovers = failover?.legs.failovers ?? 0;
   if (result.failure !== undefined) call.errorCode = result.failure === 'client_closed' ? 'client_closed' : 'upstream_error';
   countTokens(deps, model, upstream, result.usage);
   // Hijacked replies skip Fastify's onResponse hook: account for them here.
   const status = result.failure === undefined ? 200 : result.failure === 'client_closed' ? 499 : 502;
   deps.recordResponse(request.routeOptions.url ?? 'unknown', status, reply.elapsedTime, call);
   deps.accounting.finish(request, status, reply.elapsedTime);
+}
+
+/** Failover is on unless the settings or the client turn it off (`x-switchyard-failover: off`). */
+function failoverAllowed(deps: GatewayDeps, request: FastifyRequest): boolean {
+  return deps.settings.failoverMax > 0 && request.headers['x-switchyard-failover'] !== 'off';
 }
 
 function countTokens(deps: GatewayDeps, model: string, upstream: OpenUpstream, usage: Usage | undefined): void {

@@ -1,0 +1,82 @@
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { regionsYaml, simStats, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+
+/**
+ * Mid-stream failover with real processes: the preferred node drops every stream after three
+ * tokens (`--drop-rate 1`); the gateway continues each one on the other node, which is told to
+ * continue the text so far (the simulator, like vLLM, honours continue_final_message). The
+ * client, the official SDK, sees one uninterrupted stream.
+ */
+const started: RunningProcess[] = [];
+let gw: RunningProcess;
+let dropping: RunningProcess;
+let healthy: RunningProcess;
+const words = Array.from({ length: 20 }, (_, i) => `w${i}`);
+
+beforeAll(async () => {
+  [dropping, healthy] = await Promise.all([
+    startSimProcess(['--drop-rate', '1', '--tokens-per-second', '2000', '--ttft-ms', '1']),
+    startSimProcess(['--tokens-per-second', '2000', '--ttft-ms', '1']),
+  ]);
+  started.push(dropping, healthy);
+  // The dropping node is declared much faster, so placement sends every first leg to it.
+  gw = await startGatewayProcess(
+    regionsYaml([{ id: 'r', nodes: [{ id: 'flaky', url: dropping.url, tokensPerSecond: 100_000 }, { id: 'steady', url: healthy.url, tokensPerSecond: 100 }] }]),
+    [],
+    { SWITCHYARD_BREAKER_FAILURES: '1000' },
+  );
+  started.push(gw);
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all(started.map((p) => p.stop()));
+});
+
+const client = () => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+
+describe('a node that fails mid-stream', () => {
+  it('chat: the stream goes on on another node — one id, no text lost or repeated, usage summed', async () => {
+    const stream = await client().chat.completions.create({
+      model: 'sim-small', stream: true, stream_options: { include_usage: true }, max_tokens: 50,
+      messages: [{ role: 'user', content: `echo: ${words.join(' ')}` }],
+    });
+    let text = '';
+    const ids = new Set<string>();
+    const models = new Set<string>();
+    let usage: OpenAI.CompletionUsage | undefined;
+    let roles = 0;
+    for await (const chunk of stream) {
+      ids.add(chunk.id);
+      models.add(chunk.model);
+      if (chunk.choices[0]?.delta.role !== undefined) roles++;
+      text += chunk.choices[0]?.delta.content ?? '';
+      usage = chunk.usage ?? usage;
+    }
+    expect(text).toBe(words.join(' '));
+    expect(ids.size).toBe(1);
+    expect(models.size).toBe(1);
+    expect(roles).toBe(1);
+    expect(usage?.completion_tokens).toBe(words.length);
+    // Both nodes served a leg.
+    expect((await simStats(healthy.url)).received).toBeGreaterThanOrEqual(1);
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toMatch(/switchyard_stream_failovers_total\{reason="\w+",result="continued"\} [1-9]/);
+  });
+
+  it('x-switchyard-failover: off ends the stream with the error event, as before', async () => {
+    const stream = await client().chat.completions.create(
+      { model: 'sim-small', stream: true, max_tokens: 50, messages: [{ role: 'user', content: `echo: ${words.join(' ')}` }] },
+      { headers: { 'x-switchyard-failover': 'off' } },
+    );
+    let text = '';
+    const failed = await (async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    })().then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(failed).toBeInstanceOf(OpenAI.APIError);
+    expect(text.split(' ').length).toBeLessThan(words.length);
+  });
+});
