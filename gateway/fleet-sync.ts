@@ -30,7 +30,7 @@ export class FleetSync {
       const node = this.fleet.nodes.get(load.nodeId);
       if (node === undefined) return;
       const wasDown = node.report?.engineDown === true;
-      node.report = { running: load.running, waiting: load.waiting, kvCacheUsage: load.kvCacheUsage, atMs: load.atMs, engineDown: load.engineDown === true };
+      node.report = { running: load.running, waiting: load.waiting, kvCacheUsage: load.kvCacheUsage, atMs: load.atMs, engineDown: load.engineDown === true, gpu: load.gpu };
       if (load.engineDown === true && !wasDown) this.onEngineDown(node.id);
       if (load.learnedTokensPerSecond !== undefined && load.learnedTokensPerSecond > 0) node.learnedTokensPerSecond = load.learnedTokensPerSecond;
     });

@@ -1,4 +1,5 @@
 import type { NodeSpec } from '../core/config/topology.js';
+import type { GpuSummary } from '../core/storage/live-state.js';
 
 /** A node's engine load as its agent last reported it. */
 export interface EngineLoad {
@@ -9,6 +10,7 @@ export interface EngineLoad {
   readonly atMs: number;
   /** The agent could not reach the engine: no traffic until a report says otherwise. */
   readonly engineDown?: boolean;
+  readonly gpu?: GpuSummary | undefined;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../core/logger.js';
-import type { LiveState } from '../core/storage/live-state.js';
+import type { GpuSummary, LiveState } from '../core/storage/live-state.js';
 import cron from 'node-cron';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Database } from '../core/database/database.js';
@@ -184,6 +184,7 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
         kvCacheUsage: r.engine.kv_cache_usage,
         atMs,
         engineDown: r.engine.engine_unreachable === true,
+        gpu: gpuSummary(r.gpus),
         // Sent once it rests on observations; until then gateways plan with the declared value.
         learnedTokensPerSecond: learned !== undefined && learned.observations > 0 ? learned.tokensPerSecond : undefined,
       });
@@ -330,5 +331,21 @@ export async function startScheduler(opts: SchedulerOptions): Promise<SchedulerH
       await agents.stop();
       await leader.release();
     },
+  };
+}
+
+/** The report's GPUs summed up for the gateways (their dashboards and the console). */
+function gpuSummary(gpus: ReadonlyArray<{ utilization?: number | undefined; memory_used_bytes?: number | undefined; memory_total_bytes?: number | undefined }>): GpuSummary | undefined {
+  if (gpus.length === 0) return undefined;
+  const sum = (values: Array<number | undefined>): number | null => {
+    const known = values.filter((v): v is number => typeof v === 'number');
+    return known.length === 0 ? null : known.reduce((a, b) => a + b, 0);
+  };
+  const utilizations = gpus.map((g) => g.utilization).filter((v): v is number => typeof v === 'number');
+  return {
+    count: gpus.length,
+    utilization: utilizations.length === 0 ? null : utilizations.reduce((a, b) => a + b, 0) / utilizations.length,
+    memoryUsedBytes: sum(gpus.map((g) => g.memory_used_bytes)),
+    memoryTotalBytes: sum(gpus.map((g) => g.memory_total_bytes)),
   };
 }

@@ -15,6 +15,8 @@ export interface FleetNode {
   readonly running: number | null;
   readonly waiting: number | null;
   readonly kv_cache_usage: number | null;
+  /** The node's GPUs together, as its agent reports them; null without an agent or GPUs. */
+  readonly gpu: { count: number; utilization: number | null; memory_used_bytes: number | null; memory_total_bytes: number | null } | null;
   readonly inflight: number;
   readonly reserved: { readonly sequences: number; readonly tokens: number };
   readonly capacity: { readonly max_sequences: number; readonly token_budget: number; readonly tokens_per_second: number };

@@ -3,6 +3,15 @@ import type { Logger } from '../logger.js';
 import { closeRedis, duplicateRedis, type RedisClient } from '../redis-connection.js';
 
 /** One node's engine load, as the scheduler received it from the node's agent. */
+/** A node's GPUs summed up: what an operator watches (the agent's /metrics has each GPU). */
+export interface GpuSummary {
+  readonly count: number;
+  /** Mean utilisation 0..1 over the GPUs that report it; null when none does. */
+  readonly utilization: number | null;
+  readonly memoryUsedBytes: number | null;
+  readonly memoryTotalBytes: number | null;
+}
+
 export interface LiveLoad {
   readonly nodeId: string;
   readonly running: number;
@@ -12,6 +21,8 @@ export interface LiveLoad {
   readonly atMs: number;
   /** The agent could not reach its engine at this report: the node serves nothing now. */
   readonly engineDown?: boolean | undefined;
+  /** The node's GPUs (or MIG instances) together, as its agent read them; absent without any. */
+  readonly gpu?: GpuSummary | undefined;
   /** Capacity the scheduler has learned from the node's token counter (declared as prior). */
   readonly learnedTokensPerSecond?: number | undefined;
 }

@@ -73,6 +73,12 @@ describe('switchyard start without Redis: the whole API from one command', () =>
     await eventually(async () => /switchyard_scheduler_nodes\{state="fresh"\} 2/.test(await metrics()), 5000, 'the sweep to count both nodes fresh');
     expect(await metrics()).toMatch(/switchyard_background_workers\{region="here"\} 1/);
     expect(proc.output.filter((l) => l.includes('"msg":"agent connected"'))).toHaveLength(2);
+    // The sims' simulated GPUs (their DCGM pages) reach the admin API through agent and scheduler.
+    const fleet = (await call('GET', '/fleet')).json as { regions: Array<{ clusters: Array<{ nodes: Array<{ id: string; gpu: { count: number; memory_total_bytes: number | null } | null }> }> }> };
+    const gpus = fleet.regions.flatMap((r) => r.clusters.flatMap((c) => c.nodes.map((n) => n.gpu)));
+    expect(gpus).toHaveLength(2);
+    for (const gpu of gpus) expect(gpu).toMatchObject({ count: 1 });
+    expect(gpus[0]?.memory_total_bytes).toBeGreaterThan(70 * 2 ** 30);
     expect(proc.output.some((l) => l.includes('not durable'))).toBe(true);
 
     const client = new OpenAI({ baseURL: `${proc.url}/v1`, apiKey: 'unused', maxRetries: 0 });

@@ -28,6 +28,15 @@ function Meter({ label, value, max }: { label: string; value: number; max: numbe
   );
 }
 
+/** "2 GPUs · 37% · 61 / 160 GiB": utilisation and memory of the node's GPUs together. */
+function gpuText(g: FleetNode['gpu']): string {
+  if (g === null) return '—';
+  const gib = (b: number): string => (b / 2 ** 30).toFixed(0);
+  const util = g.utilization === null ? '' : ` · ${Math.round(g.utilization * 100)}%`;
+  const mem = g.memory_used_bytes === null || g.memory_total_bytes === null ? '' : ` · ${gib(g.memory_used_bytes)} / ${gib(g.memory_total_bytes)} GiB`;
+  return `${g.count} GPU${g.count === 1 ? '' : 's'}${util}${mem}`;
+}
+
 export function NodeRow({ node: n, children }: { node: FleetNode; children: ComponentChildren }) {
   const state = nodeState(n);
   return (
@@ -44,6 +53,7 @@ export function NodeRow({ node: n, children }: { node: FleetNode; children: Comp
       <td class="num">{age(n.report_age_ms)}</td>
       <td class="num">{n.running === null ? '—' : `${n.running} / ${n.waiting ?? 0}`}</td>
       <td class="num">{n.kv_cache_usage === null ? '—' : `${Math.round(n.kv_cache_usage * 100)}%`}</td>
+      <td class="num wrap">{gpuText(n.gpu)}</td>
       <td>
         <Meter label={`${n.id} sequences reserved`} value={n.reserved.sequences} max={n.capacity.max_sequences} />
         <Meter label={`${n.id} tokens reserved`} value={n.reserved.tokens} max={n.capacity.token_budget} />

@@ -66,6 +66,7 @@ export function FleetPage() {
                     <th scope="col">Report age</th>
                     <th scope="col">Engine running / waiting</th>
                     <th scope="col">KV cache</th>
+                    <th scope="col">GPUs (use, memory)</th>
                     <th scope="col">Reserved / capacity</th>
                     <th scope="col">Tokens/s</th>
                     <th scope="col">Actions</th>

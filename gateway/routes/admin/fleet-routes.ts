@@ -42,6 +42,10 @@ function nodeJson(n: NodeState, now: number, horizonSeconds: number, tokensPerSe
     running: r?.running ?? null,
     waiting: r?.waiting ?? null,
     kv_cache_usage: r?.kvCacheUsage ?? null,
+    gpu:
+      r?.gpu === undefined
+        ? null
+        : { count: r.gpu.count, utilization: r.gpu.utilization, memory_used_bytes: r.gpu.memoryUsedBytes, memory_total_bytes: r.gpu.memoryTotalBytes },
     inflight: n.inflight,
     reserved: { sequences: n.reservedSequences, tokens: n.reservedTokens },
     capacity: {
