@@ -1,18 +1,18 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/logger.js';
 import type { CapacityLedger, LedgerNode } from '../../scheduler/capacity/ledger.js';
 import { MemoryLedger } from '../../scheduler/capacity/memory-ledger.js';
 import { RedisLedger } from '../../scheduler/capacity/redis-ledger.js';
 import { ResilientLedger } from '../../scheduler/capacity/resilient-ledger.js';
 import { eventually } from '../helpers/processes.js';
-import { testRedis, uniqueName } from '../helpers/services.js';
+import { redisBackends } from '../helpers/redis-topologies.js';
+import { uniqueName } from '../helpers/services.js';
 
 /** One contract, every implementation: the memory ledger and the Redis scripts agree. */
 const root = `${uniqueName('sytest_ledger')}:`;
-const redisConnections = testRedis(root);
-const redis = redisConnections.connect;
-
-afterAll(() => redisConnections.cleanup());
+const backends = redisBackends(root);
+beforeAll(() => backends.start(), 60_000);
+afterAll(() => backends.stop());
 
 /** Two handles on one ledger (two gateways); each call of `make` is a fresh ledger. */
 type Make = (leaseTtlMs?: number) => [CapacityLedger, CapacityLedger];
@@ -24,14 +24,14 @@ const implementations: Array<[string, Make]> = [
       return [l, l];
     },
   ],
-  [
-    'redis',
+  ...backends.each.map(([name, redis]): [string, Make] => [
+    `redis ${name}`,
     (ttl) => {
       const keyPrefix = `${root}${uniqueName('l')}:`;
       const opts = ttl === undefined ? {} : { leaseTtlMs: ttl };
-      return [new RedisLedger({ redis: redis(), keyPrefix, ...opts }), new RedisLedger({ redis: redis(), keyPrefix, ...opts })];
+      return [new RedisLedger({ redis: redis.connect(), keyPrefix, ...opts }), new RedisLedger({ redis: redis.connect(), keyPrefix, ...opts })];
     },
-  ],
+  ]),
 ];
 
 const node = (id: string, maxSequences: number, tokenBudget: number): LedgerNode => ({ id, maxSequences, tokenBudget });

@@ -1,34 +1,38 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryLiveState, RedisLiveState, type LiveLoad, type LiveState } from '../../core/storage/live-state.js';
 import { eventually } from '../helpers/processes.js';
-import { testRedis, uniqueName } from '../helpers/services.js';
+import { redisBackends, subscriberCount, type TopologyHandle } from '../helpers/redis-topologies.js';
+import { uniqueName } from '../helpers/services.js';
 
 /** Load reports from the scheduler to every fleet view: memory (one process) and Redis agree. */
 const root = `${uniqueName('sytest_live')}:`;
-const redisConnections = testRedis(root);
-afterAll(() => redisConnections.cleanup());
+const backends = redisBackends(root);
+beforeAll(() => backends.start(), 60_000);
+afterAll(() => backends.stop());
 
 const load = (nodeId: string, running: number): LiveLoad => ({ nodeId, running, waiting: 0, kvCacheUsage: undefined, atMs: Date.now() });
 
-const implementations: Array<[string, () => { publisher: LiveState; subscriber: LiveState; prefix: string }]> = [
+type Make = () => { publisher: LiveState; subscriber: LiveState; prefix: string; redis: TopologyHandle | undefined };
+const implementations: Array<[string, Make]> = [
   [
     'memory',
     () => {
       const s = new MemoryLiveState();
-      return { publisher: s, subscriber: s, prefix: '' };
+      return { publisher: s, subscriber: s, prefix: '', redis: undefined };
     },
   ],
-  [
-    'redis',
+  ...backends.each.map(([name, redis]): [string, Make] => [
+    `redis ${name}`,
     () => {
       const prefix = `${root}${uniqueName('p')}:`;
       return {
-        publisher: new RedisLiveState(redisConnections.connect(), prefix),
-        subscriber: new RedisLiveState(redisConnections.connect(), prefix),
+        publisher: new RedisLiveState(redis.connect(), prefix),
+        subscriber: new RedisLiveState(redis.connect(), prefix),
         prefix,
+        redis,
       };
     },
-  ],
+  ]),
 ];
 
 describe.each(implementations)('%s live state', (kind, make) => {
@@ -45,16 +49,16 @@ describe.each(implementations)('%s live state', (kind, make) => {
     if (publisher !== subscriber) await publisher.close();
   });
 
-  it.runIf(kind === 'redis')('a late subscriber starts from the stored state; close leaves no subscription behind', async () => {
-    const { publisher, subscriber, prefix } = make();
+  it.runIf(kind !== 'memory')('a late subscriber starts from the stored state; close leaves no subscription behind', async () => {
+    const { publisher, subscriber, prefix, redis: handle } = make();
     publisher.publish(load('n2', 5));
-    const redis = redisConnections.connect();
+    const redis = (handle as TopologyHandle).connect();
     await eventually(async () => (await redis.hget(`${prefix}live-nodes`, 'n2')) !== null, 2000, 'the stored load');
     const seen: LiveLoad[] = [];
     await subscriber.subscribe((l) => seen.push(l));
     await subscriber.subscribe(() => undefined);
     expect(seen).toMatchObject([{ nodeId: 'n2', running: 5 }]);
-    const subscribers = async (): Promise<unknown> => (await redis.pubsub('NUMSUB', `${prefix}live-load`))[1];
+    const subscribers = (): Promise<number> => subscriberCount(redis, `${prefix}live-load`);
     expect(await subscribers()).toBe(1);
     await subscriber.close();
     expect(await subscribers()).toBe(0);

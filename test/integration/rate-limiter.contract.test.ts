@@ -1,19 +1,25 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryRateLimiter } from '../../core/ratelimit/memory-rate-limiter.js';
 import type { KeyLimits, RateLimiter } from '../../core/ratelimit/rate-limiter.js';
 import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
-import { testRedis, uniqueName } from '../helpers/services.js';
+import { redisBackends } from '../helpers/redis-topologies.js';
+import { uniqueName } from '../helpers/services.js';
 
-/** One contract, every implementation: the memory limiter and the Redis script agree. */
+/**
+ * One contract, every implementation: the memory limiter and the Redis script agree, on one
+ * server, a 3-master Cluster and a Sentinel-managed master.
+ */
 const prefix = `${uniqueName('sytest_rl')}:`;
-const redisConnections = testRedis(prefix);
-const redis = redisConnections.connect;
-
-afterAll(() => redisConnections.cleanup());
+const backends = redisBackends(prefix);
+beforeAll(() => backends.start(), 60_000);
+afterAll(() => backends.stop());
 
 const implementations: Array<[string, (leaseTtlMs?: number) => RateLimiter]> = [
   ['memory', (leaseTtlMs) => new MemoryRateLimiter(leaseTtlMs === undefined ? {} : { leaseTtlMs })],
-  ['redis', (leaseTtlMs) => new RedisRateLimiter({ redis: redis(), keyPrefix: prefix, ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }) })],
+  ...backends.each.map(([name, redis]): [string, (leaseTtlMs?: number) => RateLimiter] => [
+    `redis ${name}`,
+    (leaseTtlMs) => new RedisRateLimiter({ redis: redis.connect(), keyPrefix: prefix, ...(leaseTtlMs === undefined ? {} : { leaseTtlMs }) }),
+  ]),
 ];
 
 const limits = (requestsPerMinute: number, tokensPerMinute: number, maxConcurrent: number): KeyLimits => ({ requestsPerMinute, tokensPerMinute, maxConcurrent });
@@ -102,10 +108,10 @@ describe.each(implementations)('RateLimiter contract: %s', (_name, make) => {
   });
 });
 
-describe('RedisRateLimiter across connections', () => {
+describe.each(backends.each)('RedisRateLimiter across connections: %s', (_name, redis) => {
   it('concurrent admissions from two replicas never exceed the limit', async () => {
-    const a = new RedisRateLimiter({ redis: redis(), keyPrefix: prefix });
-    const b = new RedisRateLimiter({ redis: redis(), keyPrefix: prefix });
+    const a = new RedisRateLimiter({ redis: redis.connect(), keyPrefix: prefix });
+    const b = new RedisRateLimiter({ redis: redis.connect(), keyPrefix: prefix });
     const key = uniqueName('k');
     const l = limits(40, 0, 0);
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => (i % 2 ? a : b).admit(key, l, 1)));

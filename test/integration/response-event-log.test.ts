@@ -1,15 +1,20 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LoggedEventSink, RedisEventLog, type FollowEnd, type LoggedEvent } from '../../gateway/responses/response-event-log.js';
 import { ResponseEventWriter } from '../../gateway/responses/response-events.js';
-import { REDIS_URL, uniqueName } from '../helpers/services.js';
+import { redisBackends } from '../helpers/redis-topologies.js';
+import { uniqueName } from '../helpers/services.js';
 
-/** The event log of streamed background responses, on the machine's Redis (own prefix). */
+/**
+ * The event log of streamed background responses, on the machine's Redis (own prefix), a
+ * 3-master Cluster (streams and the announcement channel on different nodes) and a Sentinel set.
+ */
 const prefix = `${uniqueName('sytest')}:`;
-const gateway = new RedisEventLog(REDIS_URL, prefix); // follows
-const worker = new RedisEventLog(REDIS_URL, prefix); // writes, as another process would
-afterAll(async () => {
-  await Promise.all([gateway.close(), worker.close()]);
-});
+const backends = redisBackends(prefix);
+beforeAll(() => backends.start(), 60_000);
+afterAll(() => backends.stop());
+// Set per backend below: the helpers follow with `gateway` and write with `worker`.
+let gateway: RedisEventLog; // follows
+let worker: RedisEventLog; // writes, as another process would
 
 const RESPONSE = { id: 'r', status: 'queued' };
 
@@ -39,7 +44,15 @@ async function queuedThenStarted(id: string, run: number, deltas: string[]): Pro
   return { writer, sink };
 }
 
-describe('RedisEventLog', () => {
+describe.each(backends.each)('RedisEventLog on %s', (_name, redis) => {
+  beforeAll(() => {
+    gateway = new RedisEventLog(redis.endpoint(), prefix);
+    worker = new RedisEventLog(redis.endpoint(), prefix);
+  });
+  afterAll(async () => {
+    await Promise.all([gateway.close(), worker.close()]);
+  });
+
   it('a follower gets what was logged, then new events as they are written, and stops at the terminal one', async () => {
     const id = uniqueName('resp');
     const { writer, sink } = await queuedThenStarted(id, 1, ['a', 'b']);
@@ -99,7 +112,7 @@ describe('RedisEventLog', () => {
     leaving.closed.abort();
     expect(await leaving.done).toBe('closed');
 
-    const other = new RedisEventLog(REDIS_URL, prefix);
+    const other = new RedisEventLog(redis.endpoint(), prefix);
     const ids = uniqueName('resp');
     await queuedThenStarted(ids, 1, []);
     const held = other.follow(ids, { startingAfter: -1, signal: new AbortController().signal, isSettled: () => Promise.resolve(false), onEvent: () => undefined });

@@ -1,31 +1,30 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../core/database/database.js';
 import { migrate } from '../../core/database/migrate.js';
 import { MemoryResponseStore, PgResponseArchive, RedisResponseStore, type ResponseStore, type StoredResponse } from '../../core/storage/response-store.js';
-import { dropSchema, PG_URL, REDIS_URL, uniqueName } from '../helpers/services.js';
+import { redisBackends } from '../helpers/redis-topologies.js';
+import { dropSchema, PG_URL, uniqueName } from '../helpers/services.js';
 
-/** One contract, both hot tiers (memory, Redis), each archiving to the machine's Postgres. */
+/** One contract, both hot tiers (memory, Redis: server, Cluster, Sentinel), each archiving to the machine's Postgres. */
 const log = { info: () => undefined, warn: () => undefined };
 const schema = uniqueName('sy_responses');
 const prefix = `${uniqueName('sytest_resp')}:`;
 let db: Database;
-const redis = new Redis(REDIS_URL);
+const backends = redisBackends(prefix);
 
 beforeAll(async () => {
+  await backends.start();
   db = await openDatabase({ url: PG_URL, dataDir: mkdtempSync(join(tmpdir(), 'switchyard-resp-')), poolSize: 2, schema, log });
   await migrate(db);
-});
+}, 60_000);
 
 afterAll(async () => {
   await db.close();
   await dropSchema(schema);
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
-  await redis.quit();
+  await backends.stop();
 });
 
 let n = 0;
@@ -40,7 +39,7 @@ const response = (over: Partial<StoredResponse> = {}): StoredResponse => {
 
 const stores: Array<[string, () => ResponseStore]> = [
   ['memory', () => new MemoryResponseStore(new PgResponseArchive(db))],
-  ['redis', () => new RedisResponseStore(redis, prefix, new PgResponseArchive(db))],
+  ...backends.each.map(([name, redis]): [string, () => ResponseStore] => [`redis ${name}`, () => new RedisResponseStore(redis.connect(), prefix, new PgResponseArchive(db))]),
 ];
 
 describe.each(stores)('ResponseStore contract: %s', (_name, make) => {

@@ -1,21 +1,23 @@
-import { Redis } from 'ioredis';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BackgroundJobs, FETCH_LOOPS, responseWorkers } from '../../gateway/responses/background-jobs.js';
-import { REDIS_URL, testRedis, uniqueName } from '../helpers/services.js';
+import { closeRedis } from '../../core/redis-connection.js';
+import { redisBackends } from '../helpers/redis-topologies.js';
+import { uniqueName } from '../helpers/services.js';
 
 /**
  * A worker process runs FETCH_LOOPS BullMQ Workers on the region's queue (bench/jobs shows why):
  * together they must keep the process's concurrency, and every loop must take jobs.
  */
 const prefix = `${uniqueName('rworkers')}:`;
-const redis = testRedis(prefix);
-afterAll(() => redis.cleanup());
+const backends = redisBackends(prefix);
+beforeAll(() => backends.start(), 60_000);
+afterAll(() => backends.stop());
 
-describe('responseWorkers', () => {
+describe.each(backends.each)('responseWorkers on %s', (_name, redis) => {
   it('splits the concurrency over the fetch loops and never runs more than it at once', async () => {
     expect(FETCH_LOOPS).toBeGreaterThan(1);
-    const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-    const jobs = new BackgroundJobs({ redis: REDIS_URL, redisPrefix: prefix, region: 'r1', attempts: 1 });
+    const connection = redis.connect();
+    const jobs = new BackgroundJobs({ redis: redis.endpoint(), redisPrefix: prefix, region: 'r1', attempts: 1 });
     let running = 0;
     let peak = 0;
     let done = 0;
@@ -42,14 +44,13 @@ describe('responseWorkers', () => {
     expect(peak).toBe(5);
     await Promise.all(workers.map((w) => w.close()));
     await jobs.close();
-    await connection.quit();
+    await closeRedis(connection);
   });
 
   it('runs one loop when the concurrency is one', async () => {
-    const connection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const connection = redis.connect();
     const workers = responseWorkers({ connection, redisPrefix: prefix, region: 'r2', concurrency: 1, lockMs: 30_000 }, () => Promise.resolve('ok'));
     expect(workers.map((w) => w.concurrency)).toEqual([1]);
     await Promise.all(workers.map((w) => w.close()));
-    await connection.quit();
   });
 });

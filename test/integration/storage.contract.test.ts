@@ -1,7 +1,6 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase, type Database } from '../../core/database/database.js';
 import { migrate } from '../../core/database/migrate.js';
@@ -9,7 +8,8 @@ import { PgKeyStore } from '../../core/storage/key-store.js';
 import { MemoryUsageBuffer, RedisUsageBuffer, type UsageBuffer } from '../../core/storage/usage-buffer.js';
 import { UsageFlusher } from '../../core/storage/usage-flusher.js';
 import { PgUsageStore, type UsageRecord, type UsageStore } from '../../core/storage/usage-store.js';
-import { dropSchema, PG_URL, REDIS_URL, uniqueName } from '../helpers/services.js';
+import { redisBackends } from '../helpers/redis-topologies.js';
+import { dropSchema, PG_URL, uniqueName } from '../helpers/services.js';
 
 const log = { info: () => undefined, warn: () => undefined };
 const schema = uniqueName('sy_store');
@@ -123,19 +123,13 @@ describe('embedded database', () => {
 });
 
 const redisKey = `${uniqueName('sytest_usage')}`;
-const redisConns: Redis[] = [];
-afterAll(async () => {
-  if (redisConns[0]) await redisConns[0].del(redisKey, `${redisKey}:drain-lock`);
-  await Promise.all(redisConns.map((r) => r.quit()));
-});
+const backends = redisBackends(redisKey);
+beforeAll(() => backends.start(), 60_000);
+afterAll(() => backends.stop());
 
 const buffers: Array<[string, () => UsageBuffer]> = [
   ['memory', () => new MemoryUsageBuffer()],
-  ['redis', () => {
-    const r = new Redis(REDIS_URL);
-    redisConns.push(r);
-    return new RedisUsageBuffer({ redis: r, key: redisKey });
-  }],
+  ...backends.each.map(([name, redis]): [string, () => UsageBuffer] => [`redis ${name}`, () => new RedisUsageBuffer({ redis: redis.connect(), key: redisKey })]),
 ];
 
 describe.each(buffers)('UsageBuffer contract: %s', (_name, make) => {
