@@ -5,6 +5,9 @@ import type { RegionRoute } from '../../scheduler/fleet.js';
 import type { UpstreamStack } from '../upstream-stack.js';
 import { parseEventData, SseSplitter, type Usage } from '../upstream/sse.js';
 import { chatBody } from './translate.js';
+import { continuationBody } from '../upstream/stream-continuation.js';
+import type { OpenUpstream } from '../upstream/proxy.js';
+import type { NodeState } from '../../scheduler/node-state.js';
 
 /** What one run of a response produced. */
 export interface RunResult {
@@ -52,8 +55,15 @@ export class ResponseRunner {
     return r.priority === 'interactive' ? s.queueDeadlineInteractiveMs : r.priority === 'batch' ? s.queueDeadlineBatchMs : s.queueDeadlineStandardMs;
   }
 
-  private async open(r: StoredResponse, route: readonly RegionRoute[], requestId: string, signal: AbortSignal, stream: boolean) {
-    const body = JSON.stringify(chatBody(r, await this.history(r), stream));
+  private async open(
+    r: StoredResponse,
+    route: readonly RegionRoute[],
+    requestId: string,
+    signal: AbortSignal,
+    stream: boolean,
+    continuation?: { readonly body: string; readonly exclude: ReadonlySet<NodeState> },
+  ) {
+    const body = continuation?.body ?? JSON.stringify(chatBody(r, await this.history(r), stream));
     const estimate = this.stack.costs.estimate(r.model, Buffer.byteLength(body), (r.params['max_tokens'] as number | undefined) ?? undefined);
     return this.stack.proxy.open({
       path: '/v1/chat/completions',
@@ -71,6 +81,7 @@ export class ResponseRunner {
       // The same key space as chat completions' prompt_cache_key: both land on the node whose
       // prefix cache holds that prompt.
       affinityKey: r.promptCacheKey ?? `conversation:${r.conversationId}`,
+      exclude: continuation?.exclude,
     });
   }
 
@@ -94,7 +105,10 @@ export class ResponseRunner {
 
   /**
    * One streamed chat completion; `onDelta` gets each text fragment as the engine sends it. An
-   * upstream that ends without `[DONE]` is an error (the answer may be cut).
+   * upstream that ends without `[DONE]` is an error (the answer may be cut) — unless the stream
+   * can go on elsewhere: as for chat completions (SWITCHYARD_FAILOVER_MAX), the text so far is
+   * sent to another node as the start of the answer, and its continuation follows the same
+   * `onDelta`, so the client, or a background response's event log, sees one answer.
    */
   async stream(
     r: StoredResponse,
@@ -104,12 +118,43 @@ export class ResponseRunner {
     onStart: (nodeId: string) => void,
     onDelta: (text: string) => void,
   ): Promise<RunResult> {
-    const upstream = await this.open(r, route, requestId, signal, true);
+    let upstream = await this.open(r, route, requestId, signal, true);
     onStart(upstream.node.id);
     const parts: string[] = [];
+    const tried = new Set<NodeState>();
+    let carriedTokens = 0;
+    for (let failovers = 0; ; failovers++) {
+      const leg = await this.readLeg(upstream, signal, (delta) => {
+        parts.push(delta);
+        onDelta(delta);
+      });
+      if (leg.failure === undefined) {
+        const usage = leg.usage === undefined || carriedTokens === 0 ? leg.usage : sumLegs(leg.usage, carriedTokens);
+        return { text: parts.join(''), usage, nodeId: upstream.node.id, finishReason: leg.finishReason };
+      }
+      carriedTokens += leg.tokens;
+      tried.add(upstream.node);
+      const body =
+        failovers < this.settings.failoverMax && !signal.aborted
+          ? continuationBody('/v1/chat/completions', chatBody(r, await this.history(r), true), parts.join(''), carriedTokens, upstream.node.spec.engine)
+          : undefined;
+      const next = body === undefined ? undefined : await this.open(r, route, requestId, signal, true, { body, exclude: tried }).catch(() => undefined);
+      this.stack.metrics.failovers.inc({ reason: 'dropped', result: next === undefined ? 'ended' : 'continued' });
+      if (next === undefined) throw leg.failure;
+      upstream = next;
+    }
+  }
+
+  /** Reads one leg of a stream, to its end or its failure; a node declared down ends it at once. */
+  private async readLeg(
+    upstream: OpenUpstream,
+    signal: AbortSignal,
+    onDelta: (text: string) => void,
+  ): Promise<{ usage: Usage | undefined; finishReason: string | null; tokens: number; failure: SwitchyardError | undefined }> {
     let usage: Usage | undefined;
     let finishReason: string | null = null;
     let done = false;
+    let tokens = 0;
     const splitter = new SseSplitter();
     const onEvent = (event: Buffer): void => {
       const data = parseEventData(event);
@@ -125,19 +170,29 @@ export class ResponseRunner {
       if (typeof choice?.finish_reason === 'string') finishReason = choice.finish_reason;
       const delta = choice?.delta?.content;
       if (typeof delta === 'string' && delta !== '') {
-        parts.push(delta);
+        tokens++;
         onDelta(delta);
       }
     };
+    const untrack = this.stack.streams.track(upstream.node.id, () => upstream.body.destroy(new Error('node declared down')));
     try {
       for await (const chunk of upstream.body) splitter.push(chunk as Buffer, onEvent);
     } catch (error) {
-      if (error instanceof SwitchyardError) throw error;
-      throw new SwitchyardError(ErrorCode.UpstreamError, 'The model server connection was lost mid-stream.', { cause: error });
+      // The engine's own error event is the answer's: not continued elsewhere.
+      if (error instanceof SwitchyardError || signal.aborted) throw error;
+      return { usage, finishReason, tokens, failure: new SwitchyardError(ErrorCode.UpstreamError, 'The model server connection was lost mid-stream.', { cause: error }) };
     } finally {
+      untrack();
       upstream.release();
     }
-    if (!done) throw new SwitchyardError(ErrorCode.UpstreamError, 'The model server ended the stream early.');
-    return { text: parts.join(''), usage, nodeId: upstream.node.id, finishReason };
+    if (!done) return { usage, finishReason, tokens, failure: new SwitchyardError(ErrorCode.UpstreamError, 'The model server ended the stream early.') };
+    return { usage, finishReason, tokens, failure: undefined };
   }
+}
+
+/** The last leg's usage with the earlier legs' tokens moved from its prompt to its completion. */
+function sumLegs(usage: Usage, carried: number): Usage {
+  const prompt = Math.max(0, usage.prompt_tokens - carried);
+  const completion = usage.completion_tokens + carried;
+  return { ...usage, prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
 }

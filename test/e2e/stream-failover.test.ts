@@ -64,6 +64,19 @@ describe('a node that fails mid-stream', () => {
     expect(metrics).toMatch(/switchyard_stream_failovers_total\{reason="\w+",result="continued"\} [1-9]/);
   });
 
+  it('the Responses API: a streamed response goes on on another node, one answer, usage summed', async () => {
+    const stream = await client().responses.create({ model: 'sim-small', stream: true, input: `echo: ${words.join(' ')}`, max_output_tokens: 50 });
+    let text = '';
+    let final: { id: string; usage?: { output_tokens?: number } | null } | undefined;
+    for await (const event of stream) {
+      if (event.type === 'response.output_text.delta') text += event.delta;
+      if (event.type === 'response.completed') final = event.response;
+    }
+    expect(text).toBe(words.join(' '));
+    expect(final?.usage?.output_tokens).toBe(words.length);
+    expect((await client().responses.retrieve(final?.id ?? '')).output_text).toBe(words.join(' '));
+  });
+
   it('x-switchyard-failover: off ends the stream with the error event, as before', async () => {
     const stream = await client().chat.completions.create(
       { model: 'sim-small', stream: true, max_tokens: 50, messages: [{ role: 'user', content: `echo: ${words.join(' ')}` }] },
