@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { ErrorCode, SwitchyardError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { FairQueue, type PriorityClass, type QueueEntry, type Ticket } from '../../scheduler/admission/fair-queue.js';
-import type { CapacityLedger, LedgerNode } from '../../scheduler/capacity/ledger.js';
+import type { CapacityLedger, HeldLease, LedgerNode } from '../../scheduler/capacity/ledger.js';
 import type { Fleet, RegionRoute } from '../../scheduler/fleet.js';
 import type { NodeState } from '../../scheduler/node-state.js';
 import type { ExpectedCompletionPolicy } from '../../scheduler/placement/expected-completion.js';
@@ -80,10 +80,21 @@ type PlaceResult = CapacityGrant | typeof NO_NODE | typeof FULL;
  * one network call is the ledger's atomic reserve over the best few candidates. Leases of running
  * requests are renewed every third of their TTL, so a gateway that dies frees its capacity within
  * one TTL.
+ *
+ * The gateway knows its own open leases (node and cost), so a ledger that lost them (Redis
+ * restarted empty, or they expired while Redis was unreachable) is rebuilt from them: when a
+ * snapshot or a reserve reports fewer sequences on a node than this gateway alone holds there,
+ * the leases are renewed at once, and renewal takes a lost lease again. Every gateway does the
+ * same, so the totals are whole again within one sync interval of the first sign (a second when
+ * nobody waits), and at the latest at the next renewal.
  */
 export class CapacityGate {
   private readonly queues = new Map<string, ModelQueue>();
-  private readonly leases = new Set<string>();
+  private readonly leases = new Map<string, HeldLease>();
+  /** Open leases per node, to notice a ledger that has fewer than this gateway alone holds. */
+  private readonly heldOn = new Map<string, number>();
+  /** A renewal in flight (timer or rebuild), shared. */
+  private renewing: Promise<void> | undefined;
   private readonly sessions = new Map<string, NodeState>();
   private readonly leasePrefix = randomBytes(6).toString('hex');
   private leaseCounter = 0;
@@ -109,7 +120,7 @@ export class CapacityGate {
     await this.sync(true);
     this.syncTimer = setInterval(() => void this.sync(false), this.settings.syncIntervalMs);
     this.syncTimer.unref();
-    this.renewTimer = setInterval(() => void this.renewLeases(), Math.max(100, this.ledger.leaseTtlMs / 3));
+    this.renewTimer = setInterval(() => void this.renewLeases('renew'), Math.max(100, this.ledger.leaseTtlMs / 3));
     this.renewTimer.unref();
   }
 
@@ -219,13 +230,15 @@ export class CapacityGate {
       const candidates: LedgerNode[] = ranking.nodes.map((n) => ({ id: n.id, maxSequences: n.spec.maxSequences, tokenBudget: n.tokenBudget(horizon) }));
       reserveCalls++;
       const outcome = await this.ledger.reserve(leaseId, req.workTokens, candidates);
+      if (outcome.granted >= 0) this.hold({ id: leaseId, nodeId: (ranking.nodes[outcome.granted] as NodeState).id, cost: req.workTokens });
       for (let i = 0; i < ranking.nodes.length; i++) {
-        (ranking.nodes[i] as NodeState).setReserved(outcome.sequences[i] ?? 0, outcome.tokens[i] ?? 0);
+        const n = ranking.nodes[i] as NodeState;
+        n.setReserved(outcome.sequences[i] ?? 0, outcome.tokens[i] ?? 0);
+        this.checkHeld(n.id, outcome.sequences[i] ?? 0);
       }
       if (outcome.granted < 0) continue;
       const node = ranking.nodes[outcome.granted] as NodeState;
       node.reserve(req.workTokens);
-      this.leases.add(leaseId);
       if (req.affinityKey !== undefined) this.remember(req.affinityKey, node);
       this.metrics.admitted(req.priority, waitedMs / 1000);
       return this.grant(node, leaseId, req.workTokens, waitedMs);
@@ -242,7 +255,7 @@ export class CapacityGate {
         if (released) return;
         released = true;
         node.release(cost);
-        this.leases.delete(leaseId);
+        this.unhold(leaseId);
         this.ledger.release(leaseId).then(
           (totals) => {
             if (totals !== undefined) this.fleet.nodes.get(totals.nodeId)?.setReserved(totals.sequences, totals.tokens);
@@ -324,17 +337,62 @@ export class CapacityGate {
         if (node === undefined) continue;
         node.setReserved(Math.max(0, t.sequences), Math.max(0, t.tokens));
         seen.add(t.nodeId);
+        this.checkHeld(t.nodeId, t.sequences);
       }
-      for (const node of this.fleet.nodes.values()) if (!seen.has(node.id)) node.setReserved(0, 0);
+      for (const node of this.fleet.nodes.values()) {
+        if (seen.has(node.id)) continue;
+        node.setReserved(0, 0);
+        this.checkHeld(node.id, 0);
+      }
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'ledger snapshot failed');
     }
   }
 
-  private async renewLeases(): Promise<void> {
+  private hold(lease: HeldLease): void {
+    this.leases.set(lease.id, lease);
+    this.heldOn.set(lease.nodeId, (this.heldOn.get(lease.nodeId) ?? 0) + 1);
+  }
+
+  private unhold(leaseId: string): void {
+    const lease = this.leases.get(leaseId);
+    if (lease === undefined) return;
+    this.leases.delete(leaseId);
+    const n = (this.heldOn.get(lease.nodeId) ?? 1) - 1;
+    if (n > 0) this.heldOn.set(lease.nodeId, n);
+    else this.heldOn.delete(lease.nodeId);
+  }
+
+  /**
+   * The ledger says `sequences` are reserved on the node; fewer than this gateway's own open
+   * leases there means it lost some: take them again now rather than at the next renewal. (A
+   * reply that raced a reserve of ours can look short too; renewing then changes nothing.)
+   */
+  private checkHeld(nodeId: string, sequences: number): void {
+    if (sequences < (this.heldOn.get(nodeId) ?? 0)) void this.renewLeases('rebuild');
+  }
+
+  private renewLeases(why: 'renew' | 'rebuild'): Promise<void> {
+    this.renewing ??= this.renewHeld(why).finally(() => {
+      this.renewing = undefined;
+    });
+    return this.renewing;
+  }
+
+  private async renewHeld(why: 'renew' | 'rebuild'): Promise<void> {
     if (this.leases.size === 0) return;
     try {
-      await this.ledger.renew([...this.leases]);
+      let restored = 0;
+      const ids = [...this.leases.keys()];
+      // In chunks, each read just before it is sent: a lease released meanwhile is never taken again.
+      for (let i = 0; i < ids.length; i += 1000) {
+        const chunk = ids.slice(i, i + 1000).flatMap((id) => this.leases.get(id) ?? []);
+        if (chunk.length > 0) restored += await this.ledger.renew(chunk);
+      }
+      if (restored > 0) {
+        this.log.warn({ restored, why }, 'the capacity ledger had lost leases of running requests (Redis restarted empty?): taken again');
+        await this.refreshView();
+      }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'capacity lease renewal failed');
     }

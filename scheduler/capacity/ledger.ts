@@ -23,6 +23,13 @@ export interface ReserveOutcome {
   readonly tokens: readonly number[];
 }
 
+/** A lease as its gateway knows it: enough to take it again where the ledger lost it. */
+export interface HeldLease {
+  readonly id: string;
+  readonly nodeId: string;
+  readonly cost: number;
+}
+
 export interface NodeTotals {
   readonly nodeId: string;
   readonly sequences: number;
@@ -37,8 +44,13 @@ export interface CapacityLedger {
   reserve(leaseId: string, cost: number, candidates: readonly LedgerNode[]): Promise<ReserveOutcome>;
   /** Gives a lease back. Idempotent: a lease already released or expired changes nothing (undefined). */
   release(leaseId: string): Promise<NodeTotals | undefined>;
-  /** Extends the given leases by one TTL from now; unknown (expired) ones are ignored. */
-  renew(leaseIds: readonly string[]): Promise<void>;
+  /**
+   * Extends the given leases by one TTL from now. A lease the ledger no longer has (a Redis that
+   * restarted empty, or one that expired while its gateway could not reach the ledger) is taken
+   * again on its node, without a capacity check: its request is running there. Resolves to the
+   * number taken again. Callers pass only leases they still hold (never one being released).
+   */
+  renew(leases: readonly HeldLease[]): Promise<number>;
   /** Every node's totals, expired leases removed first. */
   snapshot(): Promise<NodeTotals[]>;
   readonly leaseTtlMs: number;

@@ -1,4 +1,4 @@
-import { DEFAULT_LEDGER_LEASE_TTL_MS, fits, type CapacityLedger, type LedgerNode, type NodeTotals, type ReserveOutcome } from './ledger.js';
+import { DEFAULT_LEDGER_LEASE_TTL_MS, fits, type CapacityLedger, type HeldLease, type LedgerNode, type NodeTotals, type ReserveOutcome } from './ledger.js';
 
 interface Totals {
   sequences: number;
@@ -46,13 +46,23 @@ export class MemoryLedger implements CapacityLedger {
     return Promise.resolve(this.drop(leaseId));
   }
 
-  renew(leaseIds: readonly string[]): Promise<void> {
+  renew(leases: readonly HeldLease[]): Promise<number> {
+    this.purge(true);
     const until = this.now() + this.leaseTtlMs;
-    for (const id of leaseIds) {
-      const lease = this.leases.get(id);
-      if (lease !== undefined) lease.expiresAt = until;
+    let restored = 0;
+    for (const held of leases) {
+      const lease = this.leases.get(held.id);
+      if (lease !== undefined) {
+        lease.expiresAt = until;
+        continue;
+      }
+      const t = this.totalsOf(held.nodeId);
+      t.sequences += 1;
+      t.tokens += held.cost;
+      this.leases.set(held.id, { nodeId: held.nodeId, cost: held.cost, expiresAt: until });
+      restored++;
     }
-    return Promise.resolve();
+    return Promise.resolve(restored);
   }
 
   snapshot(): Promise<NodeTotals[]> {

@@ -1,5 +1,5 @@
 import type { RedisClient } from '../../core/redis-connection.js';
-import { DEFAULT_LEDGER_LEASE_TTL_MS, type CapacityLedger, type LedgerNode, type NodeTotals, type ReserveOutcome } from './ledger.js';
+import { DEFAULT_LEDGER_LEASE_TTL_MS, type CapacityLedger, type HeldLease, type LedgerNode, type NodeTotals, type ReserveOutcome } from './ledger.js';
 
 /*
  * Three keys under one hash tag (one Redis Cluster slot), so each script is atomic:
@@ -55,11 +55,27 @@ const RELEASE = `${PURGE}
 return drop(ARGV[1]) or {}
 `;
 
-/** ARGV: TTL ms, lease ids… Extends only leases that still exist (XX). */
+/**
+ * ARGV: TTL ms, then per lease: id, node, cost. Extends each lease; one the ledger lost (a Redis
+ * that restarted empty, an expiry while its gateway was cut off) is taken again on its node.
+ * Returns the number taken again.
+ */
 const RENEW = `${PURGE}
-local n = 0
-for i = 2, #ARGV do n = n + redis.call('ZADD', KEYS[2], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[i]) end
-return n
+local restored = 0
+local expires = now + tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local id = ARGV[i]
+  if not redis.call('ZSCORE', KEYS[2], id) then
+    local node = ARGV[i + 1]
+    local cost = tonumber(ARGV[i + 2])
+    redis.call('HINCRBY', KEYS[1], 's:' .. node, 1)
+    redis.call('HINCRBY', KEYS[1], 't:' .. node, cost)
+    redis.call('HSET', KEYS[3], id, cost .. '|' .. node)
+    restored = restored + 1
+  end
+  redis.call('ZADD', KEYS[2], expires, id)
+end
+return restored
 `;
 
 const SNAPSHOT = `${PURGE}
@@ -112,11 +128,15 @@ export class RedisLedger implements CapacityLedger {
     return { nodeId, sequences, tokens };
   }
 
-  async renew(leaseIds: readonly string[]): Promise<void> {
+  async renew(leases: readonly HeldLease[]): Promise<number> {
     // Bounded argument lists: a gateway with many open requests renews in chunks.
-    for (let i = 0; i < leaseIds.length; i += 1000) {
-      await this.redis.switchyardLedgerRenew(...this.keys, this.leaseTtlMs, ...leaseIds.slice(i, i + 1000));
+    let restored = 0;
+    for (let i = 0; i < leases.length; i += 1000) {
+      const args: (string | number)[] = [this.leaseTtlMs];
+      for (const l of leases.slice(i, i + 1000)) args.push(l.id, l.nodeId, Math.ceil(l.cost));
+      restored += await this.redis.switchyardLedgerRenew(...this.keys, ...args);
     }
+    return restored;
   }
 
   async snapshot(): Promise<NodeTotals[]> {

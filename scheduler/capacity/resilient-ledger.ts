@@ -1,5 +1,5 @@
 import type { Logger } from '../../core/logger.js';
-import type { CapacityLedger, LedgerNode, NodeTotals, ReserveOutcome } from './ledger.js';
+import type { CapacityLedger, HeldLease, LedgerNode, NodeTotals, ReserveOutcome } from './ledger.js';
 import { MemoryLedger } from './memory-ledger.js';
 
 /**
@@ -48,13 +48,16 @@ export class ResilientLedger implements CapacityLedger {
     }
   }
 
-  async renew(leaseIds: readonly string[]): Promise<void> {
-    await this.local.renew(leaseIds);
+  /** Local leases are renewed locally; the rest in the shared ledger, taken again there if it lost them. */
+  async renew(leases: readonly HeldLease[]): Promise<number> {
+    await this.local.renew(leases.filter((l) => this.localLeases.has(l.id)));
     try {
-      await this.shared.renew(leaseIds.filter((id) => !this.localLeases.has(id)));
+      const restored = await this.shared.renew(leases.filter((l) => !this.localLeases.has(l.id)));
       this.up();
+      return restored;
     } catch (err) {
       this.failed(err);
+      return 0;
     }
   }
 

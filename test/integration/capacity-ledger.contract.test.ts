@@ -95,7 +95,7 @@ describe.each(implementations)('CapacityLedger contract: %s', (_name, make) => {
     const kept = lease();
     expect((await ledger.reserve(lease(), 100, [a])).granted).toBe(0);
     expect((await ledger.reserve(kept, 100, [b])).granted).toBe(0);
-    const renewing = setInterval(() => void ledger.renew([kept]), 50);
+    const renewing = setInterval(() => void ledger.renew([{ id: kept, nodeId: 'b', cost: 100 }]), 50);
     try {
       // a's lease lapses after 300 ms (a dead gateway): a takes a new request again.
       await eventually(async () => (await ledger.reserve(lease(), 100, [a])).granted === 0, 3000, 'the lapsed lease to return');
@@ -106,6 +106,44 @@ describe.each(implementations)('CapacityLedger contract: %s', (_name, make) => {
     }
   });
 });
+
+describe.each(implementations)('CapacityLedger rebuilt by its gateways: %s', (_name, make) => {
+  it('renewing a lease the ledger lost (expired while its gateway was cut off) takes it again on its node', async () => {
+    const [ledger, other] = make(200);
+    const a = node('a', 2, 10_000);
+    const held = { id: lease(), nodeId: 'a', cost: 300 };
+    expect((await ledger.reserve(held.id, held.cost, [a])).granted).toBe(0);
+    await eventually(async () => (await other.snapshot()).every((t) => t.sequences === 0), 3000, 'the lease to lapse');
+    expect(await ledger.renew([held])).toBe(1);
+    expect(await other.snapshot()).toEqual([{ nodeId: 'a', sequences: 1, tokens: 300 }]);
+    // Renewing what the ledger has changes nothing; releasing returns it once.
+    expect(await ledger.renew([held])).toBe(0);
+    expect(await other.release(held.id)).toEqual({ nodeId: 'a', sequences: 0, tokens: 0 });
+  });
+});
+
+describe.each(backends.each)('RedisLedger after Redis forgot everything: %s', (_name, redis) => {
+  it("the gateways' renewals rebuild the totals from their running requests", async () => {
+    const keyPrefix = `${root}${uniqueName('wiped')}:`;
+    const gw1 = new RedisLedger({ redis: redis.connect(), keyPrefix });
+    const gw2 = new RedisLedger({ redis: redis.connect(), keyPrefix });
+    const a = node('a', 10, 100_000);
+    const b = node('b', 10, 100_000);
+    const held1 = [{ id: lease(), nodeId: 'a', cost: 100 }, { id: lease(), nodeId: 'b', cost: 50 }];
+    const held2 = [{ id: lease(), nodeId: 'a', cost: 7 }];
+    for (const l of held1) await gw1.reserve(l.id, l.cost, [l.nodeId === 'a' ? a : b]);
+    for (const l of held2) await gw2.reserve(l.id, l.cost, [a]);
+    const before = await gw1.snapshot();
+    const c = redis.connect();
+    await c.del(`${keyPrefix}capacity:{ledger}:totals`, `${keyPrefix}capacity:{ledger}:expiry`, `${keyPrefix}capacity:{ledger}:leases`);
+    expect(await gw1.snapshot()).toEqual([]);
+    expect((await gw1.renew(held1)) + (await gw2.renew(held2))).toBe(3);
+    expect(sorted(await gw2.snapshot())).toEqual(sorted(before));
+    expect(sorted(before)).toEqual([{ nodeId: 'a', sequences: 2, tokens: 107 }, { nodeId: 'b', sequences: 1, tokens: 50 }]);
+  });
+});
+
+const sorted = <T extends { nodeId: string }>(xs: T[]): T[] => [...xs].sort((x, y) => x.nodeId.localeCompare(y.nodeId));
 
 describe('ResilientLedger', () => {
   it('places with local accounting while the shared ledger fails, and releases those leases locally', async () => {
