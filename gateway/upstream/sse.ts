@@ -61,14 +61,18 @@ export function parseEventData(event: Buffer): unknown {
   }
 }
 
-/** Usage from a parsed chunk or body, if it has valid token counts. */
+/**
+ * Usage from a parsed chunk or body, if it has valid token counts: chat and completions' own, or
+ * the Responses API's (`input_tokens`/`output_tokens`, in a response or a `response.completed` event).
+ */
 export function usageOf(value: unknown): Usage | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const usage = (value as { usage?: unknown }).usage;
+  const v = value as { usage?: unknown; response?: { usage?: unknown } };
+  const usage = v.usage ?? v.response?.usage;
   if (typeof usage !== 'object' || usage === null) return undefined;
   const u = usage as Record<string, unknown>;
-  const prompt = u['prompt_tokens'];
-  const completion = u['completion_tokens'] ?? 0; // embeddings report no completion tokens
+  const prompt = u['prompt_tokens'] ?? u['input_tokens'];
+  const completion = u['completion_tokens'] ?? u['output_tokens'] ?? 0; // embeddings report no completion tokens
   if (typeof prompt !== 'number' || typeof completion !== 'number') return undefined;
   return { prompt_tokens: prompt, completion_tokens: completion };
 }

@@ -160,6 +160,16 @@ describe('regions that stand alone', () => {
       expect((await northRedis.keys(`*${keyId}*`)).length).toBe(0);
       await northRedis.quit();
       expect(await metric(west, /switchyard_region_forwarded_total\{region="north",outcome="served"\} (\d+)/)).toBeGreaterThanOrEqual(2);
+      // The Responses API spills too: north runs and keeps the response (its id names north).
+      const { data: r, response: rr } = await client(west).responses.create({ model: 'sim-small', input: 'echo: spilled response' }).withResponse();
+      expect(rr.headers.get('x-switchyard-region')).toBe('north');
+      expect(r.id.endsWith('north')).toBe(true);
+      expect(r.output_text).toBe('spilled response');
+      expect((await client(west).responses.retrieve(r.id)).output_text).toBe('spilled response');
+      const live = await client(west).responses.create({ model: 'sim-small', input: 'echo: streamed there', stream: true });
+      let streamed = '';
+      for await (const event of live) if (event.type === 'response.output_text.delta') streamed += event.delta;
+      expect(streamed).toBe('streamed there');
     } finally {
       await iterator.return?.();
       // The next tests need west's node free again: the aborted stream leaves it.

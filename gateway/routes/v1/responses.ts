@@ -10,6 +10,7 @@ import type { ResponseRunner, RunResult } from '../../responses/response-runner.
 import { inputItemsPage, newMessageId, newResponseId, parseResponsesRequest, regionOfResponseId, toResponseObject } from '../../responses/translate.js';
 import type { RegionPeers } from '../../regions/region-peers.js';
 import { openEventStream } from './event-stream.js';
+import { trySpill } from './spill.js';
 
 export interface ResponsesDeps {
   readonly store: ResponseStore;
@@ -102,8 +103,9 @@ async function inItsRegion(deps: GatewayDeps, r: ResponsesDeps, request: Fastify
   return reply.send(res.body);
 }
 
+/** The tenant a response belongs to: the key's, or the origin's for a request another region forwarded. */
 function tenantOf(request: FastifyRequest): string {
-  return request.call?.key?.tenantId ?? '';
+  return request.call?.key?.tenantId ?? request.call?.forwarded?.tenant ?? '';
 }
 
 async function owned(store: ResponseStore, request: FastifyRequest): Promise<StoredResponse> {
@@ -185,12 +187,22 @@ async function create(deps: GatewayDeps, r: ResponsesDeps, request: FastifyReque
     await (r.jobs as JobQueue).enqueue(id);
     return record.streamed ? followLog(deps, r, record, request, reply, -1) : toResponseObject(record);
   }
-  if (body.store) await r.store.put(record);
   const abort = new AbortController();
   reply.raw.once('close', () => {
     if (!reply.raw.writableFinished) abort.abort();
   });
   const route = deps.fleet.routeFrom(deps.region.id);
+  // Spill by forwarding, as for chat completions: the neighbour runs (and keeps) the response.
+  if (deps.peers !== undefined && call.forwarded === undefined) {
+    const raw = request.rawBody ?? Buffer.from(JSON.stringify(request.body));
+    const spilled = await trySpill(deps, {
+      path: '/v1/responses', request, reply, call, model: body.model, route, stream: body.stream, clientWantsUsage: true, body: raw,
+      costTokens: estimate.tokens, workTokens: estimate.work, priority: record.priority, deadlineAt: Date.now() + deps.settings.queueDeadlineStandardMs,
+      affinityKey: promptCacheKey ?? `conversation:${record.conversationId}`, signal: abort.signal,
+    });
+    if (spilled) return reply;
+  }
+  if (body.store) await r.store.put(record);
   if (body.stream) return stream(deps, r, record, request, reply, abort, route);
   let result: RunResult;
   try {
