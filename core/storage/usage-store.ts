@@ -17,6 +17,8 @@ export interface UsageRecord {
   readonly status: number;
   readonly errorCode: string | null;
   readonly createdAt: Date;
+  /** Times its stream was continued on another node after its node failed mid-generation. */
+  readonly failovers?: number;
 }
 
 export type UsageGroupBy = 'tenant' | 'key' | 'model' | 'region' | 'node';
@@ -53,17 +55,17 @@ export class PgUsageStore implements UsageStore {
 
   async insertBatch(records: readonly UsageRecord[]): Promise<number> {
     if (records.length === 0) return 0;
-    const cols: unknown[][] = Array.from({ length: 14 }, () => []);
+    const cols: unknown[][] = Array.from({ length: 15 }, () => []);
     for (const r of records) {
       const values = [r.id, r.requestId, r.tenantId, r.keyId, r.model, r.region, r.nodeId, r.promptTokens, r.completionTokens,
-        r.ttftMs, r.durationMs, r.status, r.errorCode, r.createdAt.toISOString()];
+        r.ttftMs, r.durationMs, r.status, r.errorCode, r.createdAt.toISOString(), r.failovers ?? 0];
       values.forEach((v, i) => cols[i]?.push(v));
     }
     const res = await this.db.pool.query(
       `INSERT INTO usage_records (id, request_id, tenant_id, key_id, model, region, node_id, prompt_tokens,
-         completion_tokens, ttft_ms, duration_ms, status, error_code, created_at)
+         completion_tokens, ttft_ms, duration_ms, status, error_code, created_at, failovers)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-         $8::int[], $9::int[], $10::float8[], $11::float8[], $12::int[], $13::text[], $14::timestamptz[])
+         $8::int[], $9::int[], $10::float8[], $11::float8[], $12::int[], $13::text[], $14::timestamptz[], $15::smallint[])
        ON CONFLICT (id) DO NOTHING`,
       cols,
     );

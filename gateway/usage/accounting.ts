@@ -94,6 +94,7 @@ export class RequestAccounting {
       status,
       errorCode: call.errorCode ?? null,
       createdAt: new Date(),
+      failovers: call.failovers,
     });
   }
 }

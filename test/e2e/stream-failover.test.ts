@@ -1,6 +1,7 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { regionsYaml, simStats, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+import { eventually, regionsYaml, simStats, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
+import { dropSchema, PG_URL, query, uniqueName } from '../helpers/services.js';
 
 /**
  * Mid-stream failover with real processes: the preferred node drops every stream after three
@@ -9,6 +10,7 @@ import { regionsYaml, simStats, startGatewayProcess, startSimProcess, type Runni
  * client, the official SDK, sees one uninterrupted stream.
  */
 const started: RunningProcess[] = [];
+const schema = uniqueName('sy_failover');
 let gw: RunningProcess;
 let dropping: RunningProcess;
 let healthy: RunningProcess;
@@ -24,23 +26,25 @@ beforeAll(async () => {
   gw = await startGatewayProcess(
     regionsYaml([{ id: 'r', nodes: [{ id: 'flaky', url: dropping.url, tokensPerSecond: 100_000 }, { id: 'steady', url: healthy.url, tokensPerSecond: 100 }] }]),
     [],
-    { SWITCHYARD_BREAKER_FAILURES: '1000' },
+    { SWITCHYARD_BREAKER_FAILURES: '1000', DATABASE_URL: PG_URL, SWITCHYARD_DATABASE_SCHEMA: schema, SWITCHYARD_USAGE_FLUSH_INTERVAL_MS: '100' },
   );
   started.push(gw);
 }, 60_000);
 
 afterAll(async () => {
   await Promise.all(started.map((p) => p.stop()));
+  await dropSchema(schema);
 });
 
 const client = () => new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'unused', maxRetries: 0 });
 
 describe('a node that fails mid-stream', () => {
   it('chat: the stream goes on on another node — one id, no text lost or repeated, usage summed', async () => {
-    const stream = await client().chat.completions.create({
-      model: 'sim-small', stream: true, stream_options: { include_usage: true }, max_tokens: 50,
-      messages: [{ role: 'user', content: `echo: ${words.join(' ')}` }],
-    });
+    const id = uniqueName('failover');
+    const stream = await client().chat.completions.create(
+      { model: 'sim-small', stream: true, stream_options: { include_usage: true }, max_tokens: 50, messages: [{ role: 'user', content: `echo: ${words.join(' ')}` }] },
+      { headers: { 'x-request-id': id } },
+    );
     let text = '';
     const ids = new Set<string>();
     const models = new Set<string>();
@@ -62,6 +66,10 @@ describe('a node that fails mid-stream', () => {
     expect((await simStats(healthy.url)).received).toBeGreaterThanOrEqual(1);
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();
     expect(metrics).toMatch(/switchyard_stream_failovers_total\{reason="\w+",result="continued"\} [1-9]/);
+    // The usage record says so: one record, the node that finished it, one failover.
+    await eventually(async () => (await query(`SELECT 1 FROM "${schema}".usage_records WHERE request_id = $1`, [id])).length === 1, 10_000, 'the usage record');
+    const [record] = await query<{ failovers: number; node_id: string; completion_tokens: number }>(`SELECT failovers, node_id, completion_tokens FROM "${schema}".usage_records WHERE request_id = $1`, [id]);
+    expect(record).toEqual({ failovers: 1, node_id: 'steady', completion_tokens: words.length });
   });
 
   it('the Responses API: a streamed response goes on on another node, one answer, usage summed', async () => {
