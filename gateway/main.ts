@@ -107,7 +107,7 @@ function leasedLimiter(settings: Settings, topology: Topology, region: string, s
   const home = topology.limitsHome === region ? undefined : peers?.peer(topology.limitsHome);
   if (home === undefined || peers === undefined || services.redis === undefined) return undefined;
   const limiterLog = log.child({ module: 'rate-limiter' });
-  const slices = new LeasedRateLimiter({ redis: services.redis, keyPrefix: settings.redisPrefix, source: peers.slicesFrom(home), log: limiterLog });
+  const slices = new LeasedRateLimiter({ redis: services.redis, keyPrefix: settings.redisPrefix, source: peers.slicesFrom(home, region), log: limiterLog });
   return new ResilientRateLimiter(slices, { mode: settings.rateLimitFailure, log: limiterLog });
 }
 

@@ -2,12 +2,15 @@ import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '../redis-connection.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_LEASE_TTL_MS, type AdmitResult, type KeyLimits, type LimitReason, type RateLimiter } from './rate-limiter.js';
-import { RedisRateLimiter, type Slice } from './redis-rate-limiter.js';
+import { RedisRateLimiter, SLOT_TTL_MS, type Slice } from './redis-rate-limiter.js';
 
 /** Where a region's slices come from: the limits home region's buckets (over its gateway). */
 export interface SliceSource {
+  /** Up to `want` of the key's budget; `want.slots` a count, the answer's slots their names. */
   grant(keyId: string, limits: KeyLimits, want: Slice): Promise<Slice>;
   giveBack(keyId: string, limits: KeyLimits, slice: Slice): Promise<void>;
+  /** Keeps leased slots alive at the home; returns those that had expired already. */
+  renewSlots(keyId: string, names: readonly string[]): Promise<readonly string[]>;
 }
 
 export interface LeasedRateLimiterOptions {
@@ -28,11 +31,12 @@ export interface LeasedRateLimiterOptions {
 
 /*
  * slice admit
- * KEYS[1] slice hash (r: requests, t: tokens, o: 1 while the region's one overdraft is out, at: last use ms)
- * KEYS[2] concurrency leases of this region (sorted set by expiry)
+ * KEYS[1] slice hash (r: requests, t: tokens, s: free leased concurrency slots, o: 1 while the
+ *         region's one overdraft is out, at: last use ms)
+ * KEYS[2] concurrency leases of this region's requests (sorted set by expiry)
  * ARGV[1] requests/min  ARGV[2] tokens/min  ARGV[3] max concurrent  ARGV[4] cost
  * ARGV[5] lease id      ARGV[6] lease TTL ms
- * Returns {allowed, reason 0|1 requests|2 tokens|3 concurrency, requests left, tokens left}
+ * Returns {allowed, reason 0|1 requests|2 tokens|3 concurrency, requests left, tokens left, slots left}
  */
 const ADMIT = `
 local t = redis.call('TIME')
@@ -41,48 +45,59 @@ local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
 local maxc = tonumber(ARGV[3])
 local cost = tonumber(ARGV[4])
-local s = redis.call('HMGET', KEYS[1], 'r', 't', 'o')
-local r = tonumber(s[1]) or 0
-local tok = tonumber(s[2]) or 0
-local o = tonumber(s[3]) or 0
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local st = redis.call('HMGET', KEYS[1], 'r', 't', 'o', 's')
+local r = tonumber(st[1]) or 0
+local tok = tonumber(st[2]) or 0
+local o = tonumber(st[3]) or 0
+-- A request lease that expired (its gateway died) gives its slot back to the slice.
+local slots = (tonumber(st[4]) or 0) + redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local reason = 0
-if maxc > 0 and redis.call('ZCARD', KEYS[2]) >= maxc then
-  reason = 3
-elseif tpm > 0 and cost > tpm then
+local short = 0
+if tpm > 0 and cost > tpm then
   reason = 2
-elseif (rpm > 0 and r < 1) or (tpm > 0 and tok < cost) then
+elseif rpm > 0 and r < 1 then
+  short = 1
+elseif tpm > 0 and tok < cost then
+  short = 2
+elseif maxc > 0 and slots < 1 then
+  short = 3
+end
+if short > 0 then
   -- One request per region may run ahead of its slice: it is what lets a request pass while the
   -- first lease is on its way, and it is paid back from the next lease before another can.
-  if o == 0 then o = 1 elseif rpm > 0 and r < 1 then reason = 1 else reason = 2 end
+  if o == 0 then o = 1 else reason = short end
 end
 if reason == 0 then
   if rpm > 0 then r = r - 1 end
   if tpm > 0 then tok = tok - cost end
   if maxc > 0 then
+    slots = slots - 1
     redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
     redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
   end
 end
-redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tok), 'o', o, 'at', now)
+redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tok), 'o', o, 's', slots, 'at', now)
 redis.call('PEXPIRE', KEYS[1], 600000)
-return {reason == 0 and 1 or 0, reason, math.floor(r), math.floor(tok)}
+return {reason == 0 and 1 or 0, reason, math.floor(r), math.floor(tok), slots}
 `;
 
 /*
- * slice add: a lease arrived (or a settle gives tokens back)
- * KEYS[1] slice hash  ARGV[1] requests  ARGV[2] tokens
+ * slice add: a lease arrived
+ * KEYS[1] slice hash  KEYS[2] slot names held  ARGV[1] requests  ARGV[2] tokens  ARGV[3…] slot names
  * The overdraft is free again once the slice is out of debt.
  */
 const ADD = `
-local s = redis.call('HMGET', KEYS[1], 'r', 't', 'o')
-local r = (tonumber(s[1]) or 0) + tonumber(ARGV[1])
-local tok = (tonumber(s[2]) or 0) + tonumber(ARGV[2])
-local o = tonumber(s[3]) or 0
-if r >= 0 and tok >= 0 then o = 0 end
-redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tok), 'o', o)
+local st = redis.call('HMGET', KEYS[1], 'r', 't', 'o', 's')
+local r = (tonumber(st[1]) or 0) + tonumber(ARGV[1])
+local tok = (tonumber(st[2]) or 0) + tonumber(ARGV[2])
+local o = tonumber(st[3]) or 0
+local slots = (tonumber(st[4]) or 0) + (#ARGV - 2)
+for i = 3, #ARGV do redis.call('SADD', KEYS[2], ARGV[i]) end
+if #ARGV > 2 then redis.call('PEXPIRE', KEYS[2], 600000) end
+if r >= 0 and tok >= 0 and slots >= 0 then o = 0 end
+redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tok), 'o', o, 's', slots)
 redis.call('PEXPIRE', KEYS[1], 600000)
-return {math.floor(r), math.floor(tok)}
+return {math.floor(r), math.floor(tok), slots}
 `;
 
 /*
@@ -90,7 +105,7 @@ return {math.floor(r), math.floor(tok)}
  * KEYS[1] slice hash  KEYS[2] concurrency leases  ARGV[1] lease id  ARGV[2] tokens back (negative: charge)
  */
 const SETTLE = `
-redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[1], 's', 1) end
 local tok = (tonumber(redis.call('HGET', KEYS[1], 't')) or 0) + tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 't', tostring(tok))
 return 1
@@ -98,28 +113,47 @@ return 1
 
 /*
  * slice reclaim: an idle slice's positive part goes back to the home region
- * KEYS[1] slice hash  ARGV[1] idle ms
- * Returns {requests, tokens} taken out (0, 0 when the slice was used recently)
+ * KEYS[1] slice hash  KEYS[2] slot names held  ARGV[1] idle ms
+ * Returns {requests, tokens, slot names…} taken out (nothing when the slice was used recently)
  */
 const RECLAIM = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local s = redis.call('HMGET', KEYS[1], 'r', 't', 'at')
-local at = tonumber(s[3]) or 0
+local st = redis.call('HMGET', KEYS[1], 'r', 't', 'at', 's')
+local at = tonumber(st[3]) or 0
 if now - at < tonumber(ARGV[1]) then return {0, 0} end
-local r = tonumber(s[1]) or 0
-local tok = tonumber(s[2]) or 0
+local r = tonumber(st[1]) or 0
+local tok = tonumber(st[2]) or 0
+local free = math.max(0, tonumber(st[4]) or 0)
 local gr = math.max(0, math.floor(r))
 local gt = math.max(0, math.floor(tok))
-redis.call('HSET', KEYS[1], 'r', tostring(r - gr), 't', tostring(tok - gt))
-return {gr, gt}
+local out = {gr, gt}
+if free > 0 then
+  local names = redis.call('SPOP', KEYS[2], free)
+  for _, name in ipairs(names) do out[#out + 1] = name end
+  free = #names
+end
+redis.call('HSET', KEYS[1], 'r', tostring(r - gr), 't', tostring(tok - gt), 's', (tonumber(st[4]) or 0) - free)
+return out
+`;
+
+/*
+ * slots gone: slots the home let expire (not renewed in time) leave the slice
+ * KEYS[1] slice hash  KEYS[2] slot names held  ARGV[…] slot names
+ */
+const DROP_SLOTS = `
+local n = 0
+for i = 1, #ARGV do n = n + redis.call('SREM', KEYS[2], ARGV[i]) end
+redis.call('HINCRBY', KEYS[1], 's', -n)
+return n
 `;
 
 type SliceRedis = RedisClient & {
   switchyardSliceAdmit(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
-  switchyardSliceAdd(k1: string, ...args: (string | number)[]): Promise<number[]>;
+  switchyardSliceAdd(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
   switchyardSliceSettle(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
-  switchyardSliceReclaim(k1: string, ...args: (string | number)[]): Promise<number[]>;
+  switchyardSliceReclaim(k1: string, k2: string, ...args: (string | number)[]): Promise<Array<number | string>>;
+  switchyardSliceDropSlots(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
 };
 
 const REASONS: readonly (LimitReason | undefined)[] = [undefined, 'requests', 'tokens', 'concurrency'];
@@ -141,8 +175,9 @@ const LEASE_WAIT_MS = 1000;
  *
  * A request that finds the slice dry while a lease is already on its way waits for that lease
  * (at most a second) instead of being refused: the only wait on another region, and only at the
- * edge of a slice. Concurrency is counted per region here: a key active in k regions may run
- * k × its limit at once.
+ * edge of a slice. Concurrency is leased the same way, as named slots of the home's concurrency
+ * set (a request takes a free slot of the slice and gives it back when it ends); the region renews
+ * its slots, and those of a region that went away expire at the home within SLOT_TTL_MS.
  */
 export class LeasedRateLimiter implements RateLimiter {
   private readonly redis: SliceRedis;
@@ -162,17 +197,24 @@ export class LeasedRateLimiter implements RateLimiter {
     this.fallback = new RedisRateLimiter({ redis: opts.redis, keyPrefix: `${opts.keyPrefix}partitioned:`, ...(opts.leaseTtlMs === undefined ? {} : { leaseTtlMs: opts.leaseTtlMs }) });
     if (typeof (this.redis as Partial<SliceRedis>).switchyardSliceAdmit !== 'function') {
       this.redis.defineCommand('switchyardSliceAdmit', { numberOfKeys: 2, lua: ADMIT });
-      this.redis.defineCommand('switchyardSliceAdd', { numberOfKeys: 1, lua: ADD });
+      this.redis.defineCommand('switchyardSliceAdd', { numberOfKeys: 2, lua: ADD });
       this.redis.defineCommand('switchyardSliceSettle', { numberOfKeys: 2, lua: SETTLE });
-      this.redis.defineCommand('switchyardSliceReclaim', { numberOfKeys: 1, lua: RECLAIM });
+      this.redis.defineCommand('switchyardSliceReclaim', { numberOfKeys: 2, lua: RECLAIM });
+      this.redis.defineCommand('switchyardSliceDropSlots', { numberOfKeys: 2, lua: DROP_SLOTS });
     }
     this.timer = setInterval(() => void this.reclaimIdle(), Math.max(250, Math.floor((opts.idleReturnMs ?? 2000) / 2)));
     this.timer.unref();
+    // Leased slots expire at the home unless renewed: a third of their life.
+    this.renewTimer = setInterval(() => void this.renewSlots(), Math.floor(SLOT_TTL_MS / 3));
+    this.renewTimer.unref();
   }
 
-  /** `{keyId}`: both keys of one API key on one Redis Cluster slot. */
-  private keys(keyId: string): [string, string] {
-    return [`${this.opts.keyPrefix}slice:{${keyId}}`, `${this.opts.keyPrefix}slice:{${keyId}}:leases`];
+  private readonly renewTimer: NodeJS.Timeout;
+
+  /** `{keyId}`: the keys of one API key on one Redis Cluster slot (slice, request leases, slot names). */
+  private keys(keyId: string): [string, string, string] {
+    const base = `${this.opts.keyPrefix}slice:{${keyId}}`;
+    return [base, `${base}:leases`, `${base}:slots`];
   }
 
   async admit(keyId: string, limits: KeyLimits, tokens: number): Promise<AdmitResult> {
@@ -198,10 +240,14 @@ export class LeasedRateLimiter implements RateLimiter {
       slice, leases, limits.requestsPerMinute, limits.tokensPerMinute, limits.maxConcurrent, tokens, leaseId, this.opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
     );
     const allowed = res[0] === 1;
-    const [requestsLeft, tokensLeft] = [res[2] ?? 0, res[3] ?? 0];
+    const [requestsLeft, tokensLeft, slotsLeft] = [res[2] ?? 0, res[3] ?? 0, res[4] ?? 0];
     this.touched.set(keyId, limits);
     const low = this.opts.lowShare ?? 0.25;
-    if ((limits.requestsPerMinute > 0 && requestsLeft < limits.requestsPerMinute * low) || (limits.tokensPerMinute > 0 && tokensLeft < limits.tokensPerMinute * low)) {
+    if (
+      (limits.requestsPerMinute > 0 && requestsLeft < limits.requestsPerMinute * low) ||
+      (limits.tokensPerMinute > 0 && tokensLeft < limits.tokensPerMinute * low) ||
+      (limits.maxConcurrent > 0 && slotsLeft < Math.max(1, limits.maxConcurrent * low))
+    ) {
       this.lease(keyId, limits);
     }
     const reason = REASONS[res[1] ?? 0];
@@ -230,7 +276,11 @@ export class LeasedRateLimiter implements RateLimiter {
     if (this.inFlight.has(keyId)) return;
     this.lastAttemptAt = this.now();
     const share = this.opts.leaseShare ?? 0.5;
-    const want = { requests: Math.ceil(limits.requestsPerMinute * share), tokens: Math.ceil(limits.tokensPerMinute * share) };
+    const want = {
+      requests: Math.ceil(limits.requestsPerMinute * share),
+      tokens: Math.ceil(limits.tokensPerMinute * share),
+      slots: Math.ceil(limits.maxConcurrent * share),
+    };
     const done = this.opts.source
       .grant(keyId, limits, want)
       .then(
@@ -242,11 +292,15 @@ export class LeasedRateLimiter implements RateLimiter {
         (err: unknown) => {
           if (!this.partitioned) this.opts.log.warn({ err: (err as Error).message }, 'limits home region unreachable: this region enforces each key\'s limits on its own until it is back');
           this.partitioned = true;
-          return { requests: 0, tokens: 0 };
+          return { requests: 0, tokens: 0 } as Slice;
         },
       )
       .then(async (granted) => {
-        if (granted.requests > 0 || granted.tokens > 0) await this.redis.switchyardSliceAdd(this.keys(keyId)[0], granted.requests, granted.tokens);
+        const slots = Array.isArray(granted.slots) ? granted.slots : [];
+        if (granted.requests > 0 || granted.tokens > 0 || slots.length > 0) {
+          const [slice, , held] = this.keys(keyId);
+          await this.redis.switchyardSliceAdd(slice, held, granted.requests, granted.tokens, ...slots);
+        }
       })
       .catch((err: unknown) => this.opts.log.warn({ err: (err as Error).message }, 'applying a leased slice failed'))
       .finally(() => this.inFlight.delete(keyId));
@@ -258,14 +312,30 @@ export class LeasedRateLimiter implements RateLimiter {
     const idleMs = this.opts.idleReturnMs ?? 2000;
     for (const [keyId, limits] of this.touched) {
       if (this.inFlight.has(keyId)) continue;
-      const [slice] = this.keys(keyId);
+      const [slice, , held] = this.keys(keyId);
       try {
-        const [requests = 0, tokens = 0] = await this.redis.switchyardSliceReclaim(slice, idleMs);
-        if (requests === 0 && tokens === 0) continue;
+        const [requests = 0, tokens = 0, ...slots] = await this.redis.switchyardSliceReclaim(slice, held, idleMs);
+        if (Number(requests) === 0 && Number(tokens) === 0 && slots.length === 0) continue;
         this.touched.delete(keyId);
-        if (!this.partitioned) await this.opts.source.giveBack(keyId, limits, { requests, tokens });
+        if (!this.partitioned) await this.opts.source.giveBack(keyId, limits, { requests: Number(requests), tokens: Number(tokens), slots: slots.map(String) });
       } catch (err) {
         this.opts.log.warn({ err: (err as Error).message }, 'returning an idle slice failed');
+      }
+    }
+  }
+
+  /** Renews the slots this region holds for the keys it used; drops those the home let expire. */
+  private async renewSlots(): Promise<void> {
+    if (this.partitioned) return;
+    for (const [keyId, limits] of this.touched) {
+      if (limits.maxConcurrent <= 0) continue;
+      const [slice, , held] = this.keys(keyId);
+      try {
+        const names = await this.redis.smembers(held);
+        const gone = await this.opts.source.renewSlots(keyId, names);
+        if (gone.length > 0) await this.redis.switchyardSliceDropSlots(slice, held, ...gone);
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message }, 'renewing leased concurrency slots failed');
       }
     }
   }
@@ -277,6 +347,7 @@ export class LeasedRateLimiter implements RateLimiter {
 
   async close(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.renewTimer);
     await this.settled();
   }
 }

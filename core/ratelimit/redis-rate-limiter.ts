@@ -82,7 +82,10 @@ return 1
  * grant: another region leases a slice of the key's budget (see LeasedRateLimiter)
  * KEYS[1] bucket hash  KEYS[2] concurrency leases
  * ARGV[1] requests/min  ARGV[2] tokens/min  ARGV[3] requests wanted  ARGV[4] tokens wanted
- * Returns {requests granted, tokens granted}: what the buckets hold, at most what was asked.
+ * ARGV[5] max concurrent  ARGV[6] slots wanted  ARGV[7] region  ARGV[8] slot TTL ms
+ * Returns {requests granted, tokens granted, slot names…}: what the buckets hold, at most what was
+ * asked. A leased slot is a member of the same concurrency set as this region's own requests
+ * (named slot:<region>:<n>), so every admission here counts it, and it expires unless renewed.
  */
 const GRANT = `${COMMON}
 local gr = 0
@@ -92,7 +95,40 @@ if tpm > 0 then gt = math.max(0, math.min(tonumber(ARGV[4]), math.floor(tok))) e
 r = r - gr
 tok = tok - gt
 save()
-return {gr, gt}
+local out = {gr, gt}
+local maxc = tonumber(ARGV[5])
+if maxc > 0 then
+  local free = maxc - redis.call('ZCARD', KEYS[2])
+  local gs = math.max(0, math.min(tonumber(ARGV[6]), free))
+  for i = 1, gs do
+    local name = 'slot:' .. ARGV[7] .. ':' .. redis.call('HINCRBY', KEYS[1], 'n', 1)
+    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[8]), name)
+    out[#out + 1] = name
+  end
+  if gs > 0 then redis.call('PEXPIRE', KEYS[2], math.max(tonumber(ARGV[8]), redis.call('PTTL', KEYS[2]))) end
+end
+return out
+`;
+
+/**
+ * slots: renew (ARGV[1] = TTL ms) or, with ARGV[1] = 0, give back a region's leased slots
+ * KEYS[1] concurrency leases  ARGV[2…] slot names
+ * Returns the names no longer held (expired before their renewal).
+ */
+const SLOTS = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[1])
+local gone = {}
+for i = 2, #ARGV do
+  if ttl == 0 then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+  elseif redis.call('ZADD', KEYS[1], 'XX', 'CH', now + ttl, ARGV[i]) == 0 and not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    gone[#gone + 1] = ARGV[i]
+  end
+end
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], math.max(ttl, redis.call('PTTL', KEYS[1]))) end
+return gone
 `;
 
 /**
@@ -114,13 +150,19 @@ type LimiterRedis = RedisClient & {
   switchyardSettle(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
   switchyardGrant(k1: string, k2: string, ...args: (string | number)[]): Promise<number[]>;
   switchyardGiveBack(k1: string, k2: string, ...args: (string | number)[]): Promise<number>;
+  switchyardSlots(k1: string, ...args: (string | number)[]): Promise<string[]>;
 };
 
-/** Requests and tokens of a key's budget moving between regions. */
+/** Requests and tokens of a key's budget moving between regions, and concurrency slots by name. */
 export interface Slice {
   readonly requests: number;
   readonly tokens: number;
+  /** Slots wanted (a count, in a request) or granted (their names). */
+  readonly slots?: number | readonly string[];
 }
+
+/** How long a region's leased concurrency slot lives at the home unless the region renews it. */
+export const SLOT_TTL_MS = 30_000;
 
 /** Limits shared by every gateway replica: one EVALSHA per admission and one per settle. */
 export class RedisRateLimiter implements RateLimiter {
@@ -138,6 +180,7 @@ export class RedisRateLimiter implements RateLimiter {
       this.redis.defineCommand('switchyardSettle', { numberOfKeys: 2, lua: SETTLE });
       this.redis.defineCommand('switchyardGrant', { numberOfKeys: 2, lua: GRANT });
       this.redis.defineCommand('switchyardGiveBack', { numberOfKeys: 2, lua: GIVE_BACK });
+      this.redis.defineCommand('switchyardSlots', { numberOfKeys: 1, lua: SLOTS });
     }
   }
 
@@ -176,16 +219,26 @@ export class RedisRateLimiter implements RateLimiter {
    * Takes up to `want` from the key's buckets for another region's slice (this is the limits home
    * region): the same buckets this region's own requests are admitted against.
    */
-  async grant(keyId: string, limits: KeyLimits, want: Slice): Promise<Slice> {
+  async grant(keyId: string, limits: KeyLimits, want: Slice, region = ''): Promise<Slice> {
     const [bucket, leases] = this.keys(keyId);
-    const res = await this.redis.switchyardGrant(bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, want.requests, want.tokens);
-    return { requests: res[0] ?? 0, tokens: res[1] ?? 0 };
+    const slots = typeof want.slots === 'number' ? want.slots : 0;
+    const res = await this.redis.switchyardGrant(
+      bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, want.requests, want.tokens, limits.maxConcurrent, slots, region, SLOT_TTL_MS,
+    );
+    return { requests: Number(res[0] ?? 0), tokens: Number(res[1] ?? 0), slots: res.slice(2).map(String) };
   }
 
-  /** Puts back what a region did not use (capped at the buckets' size). */
+  /** Puts back what a region did not use (capped at the buckets' size), slots included. */
   async giveBack(keyId: string, limits: KeyLimits, slice: Slice): Promise<void> {
     const [bucket, leases] = this.keys(keyId);
     await this.redis.switchyardGiveBack(bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, slice.requests, slice.tokens);
+    if (Array.isArray(slice.slots) && slice.slots.length > 0) await this.redis.switchyardSlots(leases, 0, ...slice.slots);
+  }
+
+  /** Keeps a region's leased slots alive; returns those that had expired already. */
+  async renewSlots(keyId: string, names: readonly string[]): Promise<string[]> {
+    if (names.length === 0) return [];
+    return this.redis.switchyardSlots(this.keys(keyId)[1], SLOT_TTL_MS, ...names);
   }
 
   async close(): Promise<void> {

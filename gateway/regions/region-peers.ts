@@ -206,13 +206,13 @@ export class RegionPeers {
   }
 
   /** The key budget's slices, leased from `home`'s gateway (this region is not the limits home). */
-  slicesFrom(home: Peer): SliceSource {
-    const call = async (path: string, keyId: string, limits: KeyLimits, slice: Slice): Promise<unknown> => {
+  slicesFrom(home: Peer, ownRegion: string): SliceSource {
+    const post = async (path: string, body: Record<string, unknown>): Promise<unknown> => {
       const res = await request(`${home.spec.gateway}/internal/v1/limits/${path}`, {
         dispatcher: home.pool,
         method: 'POST',
         headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ keyId, limits: { requestsPerMinute: limits.requestsPerMinute, tokensPerMinute: limits.tokensPerMinute, maxConcurrent: limits.maxConcurrent }, slice }),
+        body: JSON.stringify(body),
         headersTimeout: 2000,
         bodyTimeout: 2000,
       });
@@ -222,11 +222,14 @@ export class RegionPeers {
       }
       return res.body.json();
     };
+    const call = (path: string, keyId: string, limits: KeyLimits, slice: Slice): Promise<unknown> =>
+      post(path, { keyId, limits: { requestsPerMinute: limits.requestsPerMinute, tokensPerMinute: limits.tokensPerMinute, maxConcurrent: limits.maxConcurrent }, slice, region: ownRegion });
     return {
       grant: async (keyId, limits, want) => (await call('grant', keyId, limits, want)) as Slice,
       giveBack: async (keyId, limits, slice) => {
         await call('give-back', keyId, limits, slice);
       },
+      renewSlots: async (keyId, names) => ((await post('renew-slots', { keyId, slots: names })) as { gone: string[] }).gone,
     };
   }
 

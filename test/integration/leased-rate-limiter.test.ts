@@ -19,8 +19,8 @@ afterAll(async () => {
 });
 
 const home = new RedisRateLimiter({ redis: redis.connect(), keyPrefix: `${prefix}home:` });
-const fromHome: SliceSource = { grant: (k, l, w) => home.grant(k, l, w), giveBack: (k, l, s) => home.giveBack(k, l, s) };
-const region = (name: string, source: SliceSource = fromHome, idleReturnMs = 60_000): LeasedRateLimiter => {
+const fromHome = (region: string): SliceSource => ({ grant: (k, l, w) => home.grant(k, l, w, region), giveBack: (k, l, s) => home.giveBack(k, l, s), renewSlots: (k, n) => home.renewSlots(k, n) });
+const region = (name: string, source: SliceSource = fromHome(name), idleReturnMs = 60_000): LeasedRateLimiter => {
   const limiter = new LeasedRateLimiter({ redis: redis.connect(), keyPrefix: `${prefix}${name}:`, source, log, idleReturnMs });
   limiters.push(limiter);
   return limiter;
@@ -47,6 +47,28 @@ describe('LeasedRateLimiter', () => {
     expect(admitted).toBeGreaterThanOrEqual(40);
   });
 
+  it('concurrency holds across regions: leased slots, at most the limit plus one request per leasing region at once', async () => {
+    const key = uniqueName('k');
+    const l = limits(0, 0, 4);
+    const regions = [region('ca'), region('cb'), region('cc')];
+    const held: Array<{ r: LeasedRateLimiter | RedisRateLimiter; lease: string }> = [];
+    for (let wave = 0; wave < 4; wave++) {
+      const tries = await Promise.all([
+        ...Array.from({ length: 3 }, async () => ({ r: home as LeasedRateLimiter | RedisRateLimiter, a: await home.admit(key, l, 1) })),
+        ...regions.flatMap((r) => Array.from({ length: 3 }, async () => ({ r: r as LeasedRateLimiter | RedisRateLimiter, a: await r.admit(key, l, 1) }))),
+      ]);
+      for (const t of tries) if (t.a.allowed) held.push({ r: t.r, lease: t.a.leaseId as string });
+      await Promise.all(regions.map((r) => r.settled()));
+    }
+    // Nothing settled: the requests running at once everywhere together.
+    expect(held.length).toBeLessThanOrEqual(4 + 3);
+    expect(held.length).toBeGreaterThanOrEqual(4);
+    // Ending them frees their slots where they were taken: a new request fits again.
+    await Promise.all(held.map((h) => h.r.settle(key, l, h.lease, 1, 1)));
+    const again = await Promise.all([home, ...regions].map((r) => r.admit(key, l, 1)));
+    expect(again.filter((a) => a.allowed).length).toBeGreaterThanOrEqual(1);
+  });
+
   it('tokens per minute: slices of tokens, reconciled at settle within the region', async () => {
     const key = uniqueName('k');
     const l = limits(0, 1000);
@@ -66,7 +88,7 @@ describe('LeasedRateLimiter', () => {
   it('an idle slice goes back to the home region', async () => {
     const key = uniqueName('k');
     const l = limits(60);
-    const r = region('idle', fromHome, 300);
+    const r = region('idle', fromHome('idle'), 300);
     await r.admit(key, l, 1);
     await r.settled();
     // 60 − 30 leased; after a quiet spell the 29 unused come back.
@@ -75,7 +97,7 @@ describe('LeasedRateLimiter', () => {
 
   it('with the home region unreachable, the region enforces the limit on its own', async () => {
     const key = uniqueName('k');
-    const down: SliceSource = { grant: () => Promise.reject(new Error('ECONNREFUSED')), giveBack: () => Promise.reject(new Error('ECONNREFUSED')) };
+    const down: SliceSource = { grant: () => Promise.reject(new Error('ECONNREFUSED')), giveBack: () => Promise.reject(new Error('ECONNREFUSED')), renewSlots: () => Promise.reject(new Error('ECONNREFUSED')) };
     const r = region('partitioned', down);
     expect((await r.admit(key, limits(5), 1)).allowed).toBe(true); // the overdraft; the lease fails
     await r.settled();
