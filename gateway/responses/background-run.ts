@@ -7,6 +7,7 @@ import { LoggedEventSink, type EventLog } from './response-event-log.js';
 import { ResponseEventWriter } from './response-events.js';
 import type { ResponseRunner, RunResult } from './response-runner.js';
 import { toResponseObject } from './translate.js';
+import { canContinue } from '../upstream/stream-continuation.js';
 
 /** What one run of a background response needs; the same for BullMQ workers and the in-process queue. */
 export interface BackgroundRunDeps {
@@ -62,20 +63,27 @@ export async function runBackgroundResponse(deps: BackgroundRunDeps, id: string,
   try {
     let result: RunResult;
     if (running.streamed && deps.events !== undefined) {
-      const run = Date.now(); // tells this run's events from an earlier run's
+      // A run that died mid-answer (its worker was killed) is continued, not started over: its
+      // logged text is sent to a node as the start of the answer and the log goes on in the same
+      // run, so followers see one stream and the tokens already generated are not paid twice.
+      const resumed = canContinueOn(route, running.model) ? await deps.events.resume(id) : undefined;
+      const run = resumed?.run ?? Date.now(); // tells this run's events from an earlier run's
       const sink = new LoggedEventSink(deps.events, id, run);
-      const writer = new ResponseEventWriter(sink, await deps.events.beginRun(id, run));
+      const writer = new ResponseEventWriter(sink, resumed?.next ?? (await deps.events.beginRun(id, run)));
       events = { writer, sink };
+      if (resumed !== undefined) log.info({ responseId: id, tokens: resumed.tokens }, 'continuing a background response where its last run stopped');
       result = await runner.stream(
         running,
         route,
         `job_${id}`,
         signal,
         () => {
+          if (resumed !== undefined) return; // its start is in the log already
           writer.inProgress(toResponseObject(running));
           writer.textStarted(running.messageId);
         },
         (text) => writer.delta(running.messageId, text),
+        resumed === undefined ? undefined : { text: resumed.text, tokens: resumed.tokens },
       );
     } else {
       result = await runner.complete(running, route, `job_${id}`, signal);
@@ -126,4 +134,10 @@ export async function runBackgroundResponse(deps: BackgroundRunDeps, id: string,
     }
     throw new AttemptFailed((error as Error).message, false, { cause: error });
   }
+}
+
+/** Whether every node that may run `model` on this route continues an answer it is given. */
+function canContinueOn(route: readonly RegionRoute[], model: string): boolean {
+  const nodes = route.flatMap((hop) => hop.nodes.filter((n) => n.serves(model)));
+  return nodes.length > 0 && nodes.every((n) => canContinue(n.spec.engine));
 }

@@ -67,6 +67,45 @@ export abstract class EventLog {
   protected abstract listen(): Promise<void>;
   abstract close(): Promise<void>;
 
+  /**
+   * Where a job run that died stopped: its run id, the sequence its next event takes, and the
+   * text it had logged (its deltas), so that the run taking over continues it instead of starting
+   * over. Undefined when no job run logged any text or the last one finished.
+   */
+  async resume(id: string): Promise<{ run: number; next: number; text: string; tokens: number } | undefined> {
+    let position: string | undefined;
+    let run = 0;
+    let next = 0;
+    let text = '';
+    let tokens = 0;
+    let finished = false;
+    for (;;) {
+      const entries = await this.readAfter(id, position, READ_BATCH);
+      for (const [at, e] of entries) {
+        position = at;
+        next = Math.max(next, e.sequence + 1);
+        if (e.run === 0) continue;
+        if (e.run !== run) {
+          // A later run replaced an earlier one (its events were dropped, or are being): follow it.
+          run = e.run;
+          text = '';
+          tokens = 0;
+          finished = false;
+        }
+        if (TERMINAL_EVENTS.has(e.type)) finished = true;
+        if (e.type === 'response.output_text.delta') {
+          const delta = deltaOf(e.frame);
+          if (delta !== undefined) {
+            text += delta;
+            tokens++;
+          }
+        }
+      }
+      if (entries.length < READ_BATCH) break;
+    }
+    return run === 0 || finished || text === '' ? undefined : { run, next, text, tokens };
+  }
+
   /** Wakes the followers of `id`: new frames were announced. */
   protected announced(id: string): void {
     for (const wake of this.waiting.get(id) ?? []) wake();
@@ -283,6 +322,17 @@ export class MemoryEventLog extends EventLog {
     for (const log of this.logs.values()) clearTimeout(log.expiry);
     this.logs.clear();
     return Promise.resolve();
+  }
+}
+
+function deltaOf(frame: string): string | undefined {
+  const line = frame.split('\n').find((l) => l.startsWith('data: '));
+  if (line === undefined) return undefined;
+  try {
+    const data = JSON.parse(line.slice(6)) as { delta?: unknown };
+    return typeof data.delta === 'string' ? data.delta : undefined;
+  } catch {
+    return undefined;
   }
 }
 

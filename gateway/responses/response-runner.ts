@@ -117,12 +117,16 @@ export class ResponseRunner {
     signal: AbortSignal,
     onStart: (nodeId: string) => void,
     onDelta: (text: string) => void,
+    /** The start of the answer, already delivered by an earlier run: generation continues after it. */
+    prefix?: { readonly text: string; readonly tokens: number },
   ): Promise<RunResult> {
-    let upstream = await this.open(r, route, requestId, signal, true);
+    const continued =
+      prefix === undefined ? undefined : continuationBody('/v1/chat/completions', chatBody(r, await this.history(r), true), prefix.text, prefix.tokens, 'vllm');
+    let upstream = await this.open(r, route, requestId, signal, true, continued === undefined ? undefined : { body: continued, exclude: new Set() });
     onStart(upstream.node.id);
-    const parts: string[] = [];
+    const parts: string[] = continued === undefined ? [] : [prefix?.text ?? ''];
     const tried = new Set<NodeState>();
-    let carriedTokens = 0;
+    let carriedTokens = continued === undefined ? 0 : (prefix?.tokens ?? 0);
     for (let failovers = 0; ; failovers++) {
       const leg = await this.readLeg(upstream, signal, (delta) => {
         parts.push(delta);

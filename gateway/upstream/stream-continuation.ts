@@ -82,6 +82,10 @@ interface Chunk {
 /** Engines that continue a final assistant message, and how they are asked to. */
 const CONTINUES: ReadonlySet<EngineKind> = new Set(['vllm', 'sglang', 'sim', 'llamacpp']);
 
+export function canContinue(engine: EngineKind): boolean {
+  return CONTINUES.has(engine);
+}
+
 /**
  * The body that continues `body` after `text` (`tokens` of it) on an engine of `kind`, or
  * undefined where continuing would change the meaning or the engine cannot: n > 1, logprobs,

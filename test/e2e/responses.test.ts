@@ -234,7 +234,7 @@ describe('Responses API', () => {
     await expect(client.responses.cancel(plain.id)).rejects.toMatchObject({ status: 400 });
   }, 30_000);
 
-  it('a worker killed mid-job: another picks the job up and the response ends with exactly one result', async () => {
+  it('a worker killed mid-job: another continues it where it stopped — one stream for the follower, exactly one result', async () => {
     // The only worker running the job is a fresh one; the suite's worker steps aside first.
     await worker.stop();
     const doomed = await track(startWorker());
@@ -242,9 +242,11 @@ describe('Responses API', () => {
     const stream = await client.responses.create({ model: 'slow-model', input: longEcho(1000), max_output_tokens: 1100, background: true, stream: true });
     const seen: string[] = [];
     const r = { id: '' };
+    let followed = '';
     const following = (async () => {
       for await (const event of stream) {
         if (event.type === 'response.created') r.id = event.response.id;
+        if (event.type === 'response.output_text.delta') followed += event.delta;
         seen.push(event.type === 'error' ? `error:${event.code ?? ''}` : event.type);
       }
     })();
@@ -254,11 +256,13 @@ describe('Responses API', () => {
     const done = await settled(r.id, 60_000);
     expect(done.status).toBe('completed');
     expect(done.output_text?.split(' ').length).toBe(1000);
-    // The follower had the first run's text: told it started over, not given two runs stitched.
+    // The follower saw one answer: the first run's text, then the continuation, nothing twice.
     await following;
-    expect(seen.at(-1)).toBe('error:stream_interrupted');
-    expect(seen).not.toContain('response.completed');
-    // Streamed again, it is the second run's events alone, whole.
+    expect(seen.at(-1)).toBe('response.completed');
+    expect(seen).not.toContain('error:stream_interrupted');
+    expect(followed).toBe(done.output_text);
+    expect(worker.output.some((l) => l.includes('continuing a background response'))).toBe(true);
+    // Streamed again, it is one run's events, whole.
     let text = '';
     const types: string[] = [];
     for await (const event of await client.responses.retrieve(r.id, { stream: true })) {
