@@ -106,8 +106,10 @@ export function continuationBody(path: string, body: Record<string, unknown>, te
   if (path === '/v1/chat/completions') {
     const messages = Array.isArray(body['messages']) ? body['messages'] : [];
     out['messages'] = [...messages, { role: 'assistant', content: text }];
-    // vLLM and SGLang continue the final message with these; llama.cpp's server continues a
-    // trailing assistant message by itself (its prefill), and ignores them.
+    // vLLM and SGLang continue the final message with these, and so does llama.cpp's server
+    // (which also continues a trailing assistant message by itself). Streamed, every one of them
+    // sends only the new tokens (checked against llama-server: its non-streamed answer repeats the
+    // given text first, its stream does not), so the legs join with nothing to cut.
     out['continue_final_message'] = true;
     out['add_generation_prompt'] = false;
     return JSON.stringify(out);

@@ -383,6 +383,40 @@ describe.skipIf(build === undefined)('a real llama.cpp server behind Switchyard'
     return { downMs, restartMs: readyAt - restartedAt, recoverMs };
   }
 
+  it('an engine killed mid-stream: the stream goes on on the other node as one stream, nothing repeated', async () => {
+    const { data: stream, response } = await client.chat.completions
+      // Long enough (a few seconds) that the engine is still generating when it is killed.
+      .create({ model: MODEL, stream: true, stream_options: { include_usage: true }, max_tokens: 1500, messages: [{ role: 'user', content: 'Tell a long story.' }] })
+      .withResponse();
+    const first = response.headers.get('x-switchyard-node') as string;
+    const victim = engines[first] as LlamaServer;
+    let text = '';
+    let seenAtKill = '';
+    let chunks = 0;
+    let usage: OpenAI.CompletionUsage | undefined;
+    const ids = new Set<string>();
+    for await (const chunk of stream) {
+      ids.add(chunk.id);
+      text += chunk.choices[0]?.delta.content ?? '';
+      usage = chunk.usage ?? usage;
+      if (++chunks === 10) {
+        seenAtKill = text;
+        await victim.kill();
+      }
+    }
+    expect(seenAtKill.length).toBeGreaterThan(0);
+    expect(text.startsWith(seenAtKill)).toBe(true);
+    // llama.cpp repeats the text it is asked to continue: the gateway drops that repeat.
+    expect(text.indexOf(seenAtKill, seenAtKill.length)).toBe(-1);
+    expect(ids.size).toBe(1);
+    // Every answer of this model is exactly max_tokens long: both legs together.
+    expect(usage?.completion_tokens).toBe(1500);
+    expectText(text);
+    expect(await gatewayMetric(/switchyard_stream_failovers_total\{[^}]*result="continued"[^}]*\} (\d+)/)).toBeGreaterThanOrEqual(1);
+    engines[first] = await startEngine(victim.port);
+    await eventually(async () => (await node(first)).live?.healthy === true, 30_000, 'the killed engine back');
+  }, 90_000);
+
   it('an engine killed and restarted while idle: back as soon as its agent reports it', async () => {
     const t = await killAndRestart(async () => undefined);
     console.info(`llama.cpp killed while idle: reported down after ${t.downMs} ms; restarted in ${t.restartMs} ms; available ${t.recoverMs} ms after it listened`);
