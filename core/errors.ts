@@ -20,6 +20,7 @@ export const ErrorCode = {
   UpstreamTimeout: 'upstream_timeout',
   UpstreamUnavailable: 'upstream_unavailable',
   ShuttingDown: 'shutting_down',
+  StoreUnavailable: 'store_unavailable',
   Internal: 'internal_error',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -58,6 +59,7 @@ const CODE_INFO: Record<ErrorCode, CodeInfo> = {
   upstream_timeout: { status: 504, type: 'server_error' },
   upstream_unavailable: { status: 503, type: 'server_error' },
   shutting_down: { status: 503, type: 'server_error' },
+  store_unavailable: { status: 503, type: 'server_error' },
   internal_error: { status: 500, type: 'server_error' },
 };
 

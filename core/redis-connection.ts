@@ -134,8 +134,9 @@ export function redisOptionsFrom(e: RedisEndpoint, profile: RedisProfile): Serve
       sentinels: sentinels.map((s) => ({ host: s.host, port: s.port })),
       name: e.redisMaster as string,
       role: 'master',
-      // Learns of a new master from the sentinels at once instead of at the next failed command.
-      failoverDetector: true,
+      // No failoverDetector: its sentinel subscriptions outlive quit() and keep a stopping process
+      // alive. A dead master closes the connection (the reconnect asks the sentinels anew); a
+      // demoted one answers READONLY (reconnectOnError).
       ...(e.redisPassword === undefined ? {} : { password: e.redisPassword }),
       ...(e.redisSentinelPassword === undefined ? {} : { sentinelPassword: e.redisSentinelPassword }),
       ...(tls ? { tls: tlsOptions, sentinelTLS: tlsOptions, enableTLSForSentinelMode: true } : {}),
@@ -214,6 +215,11 @@ export interface RedisErrorSource {
 /** Errors that mean "Redis cannot be reached", as ioredis and BullMQ report them. */
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN']);
 const CONNECTION_MESSAGES = /Connection is closed|Stream isn't writeable|connect ETIMEDOUT|ECONNREFUSED|ECONNRESET|CLUSTERDOWN|Failed to refresh slots cache|All sentinels are unreachable/;
+
+/** Whether `err` says Redis could not be reached (rather than a bug or a refused command). */
+export function isRedisUnavailable(err: unknown): boolean {
+  return err instanceof Error && (isConnectionError(err) || /enableOfflineQueue|READONLY|LOADING|MASTERDOWN|TRYAGAIN|Command timed out/.test(err.message));
+}
 
 function isConnectionError(err: Error): boolean {
   const code = (err as { code?: unknown }).code;

@@ -156,7 +156,14 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
   let jobs: JobQueue | undefined;
   let events: EventLog | undefined;
   if (redisConfigured(settings)) {
-    const queue = new BackgroundJobs({ redis: settings, redisPrefix: settings.redisPrefix, region: region.id, attempts: settings.jobAttempts, log });
+    const queue = new BackgroundJobs({
+      redis: settings,
+      redisPrefix: settings.redisPrefix,
+      region: region.id,
+      attempts: settings.jobAttempts,
+      log,
+      stillQueued: async (id) => (await services.responses.get(id))?.status === 'queued',
+    });
     queue.watchWorkers({ graceMs: settings.workerGraceMs, log: log.child({ module: 'background-jobs' }) });
     jobs = queue;
     events = new RedisEventLog(settings, settings.redisPrefix, log);

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { ErrorCode, SwitchyardError, toOpenAIErrorBody } from '../../core/errors.js';
+import { isRedisUnavailable } from '../../core/redis-connection.js';
 import { discardRestOfBody } from './json-body.js';
 import { validationError } from './validation.js';
 
@@ -50,5 +51,7 @@ function toSwitchyardError(err: FastifyError | SwitchyardError | Error, request:
   if (fe.statusCode !== undefined && fe.statusCode >= 400 && fe.statusCode < 500) {
     return new SwitchyardError(ErrorCode.InvalidRequest, fe.message, { status: fe.statusCode });
   }
+  // Redis restarting or failing over: a short wait helps, unlike a bug.
+  if (isRedisUnavailable(err)) return new SwitchyardError(ErrorCode.StoreUnavailable, 'The gateway cannot reach its state store right now; retry shortly.', { cause: err, retryAfterSeconds: 1 });
   return new SwitchyardError(ErrorCode.Internal, 'The gateway had an internal error.', { cause: err });
 }

@@ -2,6 +2,7 @@ import { Queue, Worker, type Processor } from 'bullmq';
 import { Cluster } from 'ioredis';
 import { closeRedis, connectRedis, watchRedis, type RedisClient, type RedisTarget } from '../../core/redis-connection.js';
 import type { Logger } from '../../core/logger.js';
+import { LostJobRecovery } from './lost-job-recovery.js';
 
 /**
  * Where the gateway hands background responses: the region's BullMQ queue (BackgroundJobs), or
@@ -34,6 +35,11 @@ export interface BackgroundJobOptions {
   readonly attempts: number;
   /** Says when its Redis connections lose Redis and get it back. */
   readonly log?: Logger;
+  /**
+   * Whether a response still waits for its job (the response store says `queued`): with it, jobs
+   * lost in a Redis failover are enqueued again (LostJobRecovery).
+   */
+  readonly stillQueued?: (responseId: string) => Promise<boolean>;
 }
 
 export interface WorkerWatchOptions {
@@ -110,6 +116,7 @@ export class BackgroundJobs implements JobQueue {
   private workers: number | undefined;
   /** Since when the queue has had no worker (ms), while it has none. */
   private missingSince: number | undefined;
+  private readonly recovery: LostJobRecovery | undefined;
 
   constructor(private readonly opts: BackgroundJobOptions) {
     // BullMQ wants its own connection, retrying forever rather than failing commands.
@@ -119,6 +126,16 @@ export class BackgroundJobs implements JobQueue {
       prefix: bullPrefix(opts.redisPrefix, this.connection),
     });
     watchRedis(this.connection, 'bullmq-queue', opts.log, this.queue);
+    this.recovery =
+      opts.stillQueued === undefined
+        ? undefined
+        : new LostJobRecovery({
+            connection: this.connection,
+            exists: async (id) => (await this.queue.getJob(id)) !== undefined,
+            stillQueued: opts.stillQueued,
+            enqueue: (id) => this.enqueue(id),
+            log: opts.log,
+          });
   }
 
   async enqueue(responseId: string): Promise<void> {
@@ -134,6 +151,7 @@ export class BackgroundJobs implements JobQueue {
         removeOnFail: { age: 24 * 3600, count: 10_000 },
       },
     );
+    this.recovery?.enqueued(responseId);
   }
 
   /** Stops the job wherever it is: removed while waiting, aborted while running. */
@@ -209,6 +227,7 @@ export class BackgroundJobs implements JobQueue {
   }
 
   async close(): Promise<void> {
+    this.recovery?.close();
     if (this.watch !== undefined) clearInterval(this.watch.timer);
     this.watch = undefined;
     await this.queue.close();
