@@ -48,6 +48,11 @@ export interface StoredResponse {
   readonly tenant: string;
   readonly priority: 'interactive' | 'standard' | 'batch';
   readonly nodeId: string | null;
+  /**
+   * A background run's text so far (with its token count), saved as it runs: a worker that takes
+   * the job over continues from it. Not part of the API object.
+   */
+  readonly partial?: { readonly text: string; readonly tokens: number } | undefined;
 }
 
 /**

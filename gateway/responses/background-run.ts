@@ -9,6 +9,9 @@ import type { ResponseRunner, RunResult } from './response-runner.js';
 import { toResponseObject } from './translate.js';
 import { canContinue } from '../upstream/stream-continuation.js';
 
+/** How often a background run saves its text so far (what a worker taking it over continues from). */
+const PARTIAL_EVERY_MS = 500;
+
 /** What one run of a background response needs; the same for BullMQ workers and the in-process queue. */
 export interface BackgroundRunDeps {
   readonly region: string;
@@ -86,9 +89,31 @@ export async function runBackgroundResponse(deps: BackgroundRunDeps, id: string,
         resumed === undefined ? undefined : { text: resumed.text, tokens: resumed.tokens },
       );
     } else {
-      result = await runner.complete(running, route, `job_${id}`, signal);
+      // Streamed from the engine all the same, its text saved every PARTIAL_EVERY_MS: a worker that
+      // takes the job over (this one died) continues from it instead of paying for it twice.
+      const from = canContinueOn(route, running.model) && running.partial !== undefined && running.partial.text !== '' ? running.partial : undefined;
+      if (from !== undefined) log.info({ responseId: id, tokens: from.tokens }, 'continuing a background response where its last run stopped');
+      let text = from?.text ?? '';
+      let tokens = from?.tokens ?? 0;
+      let savedAt = Date.now();
+      result = await runner.stream(
+        running,
+        route,
+        `job_${id}`,
+        signal,
+        () => undefined,
+        (delta) => {
+          text += delta;
+          tokens++;
+          if (Date.now() - savedAt < PARTIAL_EVERY_MS) return;
+          savedAt = Date.now();
+          void store.transition(id, ['in_progress'], { partial: { text, tokens } }).catch(() => undefined);
+        },
+        from,
+      );
     }
     const done = await store.transition(id, ['in_progress'], {
+      partial: undefined,
       status: result.finishReason === 'length' ? 'incomplete' : 'completed',
       incompleteReason: result.finishReason === 'length' ? 'max_output_tokens' : null,
       outputText: result.text,

@@ -282,6 +282,22 @@ describe('Responses API', () => {
     expect(Number((await query<{ n: string }>(`SELECT count(*) AS n FROM "${schema}".usage_records WHERE request_id = $1`, [r.id]))[0]?.n)).toBe(1);
   }, 90_000);
 
+  it('a worker killed mid-job (not streamed): the next one continues from the text saved so far', async () => {
+    await worker.stop();
+    const doomed = await track(startWorker());
+    // 1,000 words at 200 tokens/s: about 5 s; the run saves its text every half second.
+    const r = await client.responses.create({ model: 'slow-model', input: longEcho(1000), max_output_tokens: 1100, background: true });
+    // The run's text so far is in the response store (Redis), saved as it goes.
+    await eventually(async () => ((await redis.hget(`${prefix}resp:${r.id}`, 'data')) ?? '').includes('"partial"'), 10_000, 'the run to save some text');
+    doomed.proc.kill('SIGKILL');
+    worker = await track(startWorker());
+    const done = await settled(r.id, 60_000);
+    expect(done.status).toBe('completed');
+    expect(done.output_text?.split(' ')).toEqual(Array.from({ length: 1000 }, () => 'w'));
+    expect(worker.output.some((l) => l.includes('continuing a background response'))).toBe(true);
+    expect(done.usage?.output_tokens).toBe(1000);
+  }, 90_000);
+
   it('upstream failures are retried with backoff, then the response fails with the error', async () => {
     const t0 = Date.now();
     const r = await client.responses.create({ model: 'dead-model', input: 'x', background: true });
