@@ -218,7 +218,9 @@ const CONNECTION_MESSAGES = /Connection is closed|Stream isn't writeable|connect
 
 /** Whether `err` says Redis could not be reached (rather than a bug or a refused command). */
 export function isRedisUnavailable(err: unknown): boolean {
-  return err instanceof Error && (isConnectionError(err) || /enableOfflineQueue|READONLY|LOADING|MASTERDOWN|TRYAGAIN|Command timed out/.test(err.message));
+  // MOVED/ASK after the redirections ran out: a Cluster slot whose master died and whose replica
+  // has not taken over yet.
+  return err instanceof Error && (isConnectionError(err) || /enableOfflineQueue|READONLY|LOADING|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|^MOVED |^ASK |Too many Cluster redirections|Command timed out/.test(err.message));
 }
 
 function isConnectionError(err: Error): boolean {

@@ -158,7 +158,14 @@ async function failoverUnderLoad(name: string, redisEnv: NodeJS.ProcessEnv, kill
       `admitted without limits for ${lastOutside - killedAt} ms after the kill; first under limits again ${firstUnder === undefined ? 'never' : `${firstUnder.doneAt - killedAt} ms`} after it; ` +
       `slowest chat sent after the kill ${slowest} ms; lost-job recoveries logged: ${requeued}`,
   );
-  const errors = (p: RunningProcess): string[] => p.output.filter((l) => /"level":50/.test(l)).slice(0, 5);
+  const errors = (p: RunningProcess): string[] =>
+    p.output
+      .filter((l) => /"level":50/.test(l))
+      .slice(0, 5)
+      .map((l) => {
+        const e = (JSON.parse(l) as { err?: { message?: string; stack?: string; command?: { name?: string } } }).err;
+        return `${e?.command?.name ?? ''} ${e?.message ?? l.slice(0, 300)} ${e?.stack?.split('\n').slice(1, 4).join(' | ') ?? ''}`;
+      });
   if (statuses.has(500) || statuses.has(0)) {
     const bad = outcomes.filter((o) => o.status === 500 || o.status === 0).map((o) => `${o.kind}:${o.status}`);
     console.log(`[${name}] ${bad.length} bad answers (${[...new Set(bad)].join(', ')}); gateway errors:\n${errors(gw).join('\n')}`);

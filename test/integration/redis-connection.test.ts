@@ -7,7 +7,7 @@ import { loadSettings } from '../../core/config/settings.js';
 import { ConfigError } from '../../core/config/config-error.js';
 import { createLogger } from '../../core/logger.js';
 import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
-import { checkRedisDurability, closeRedis, connectRedis, redisEndpoint, registerRedisMetrics } from '../../core/redis-connection.js';
+import { checkRedisDurability, closeRedis, connectRedis, isRedisUnavailable, redisEndpoint, registerRedisMetrics } from '../../core/redis-connection.js';
 import { eventually } from '../helpers/processes.js';
 import { freePort, startRedisServer, startTls, type StartedTopology } from '../helpers/redis-topologies.js';
 
@@ -105,5 +105,15 @@ describe('checkRedisDurability', () => {
       await Promise.all([closeRedis(a), closeRedis(b)]);
       await Promise.all([loose.kill(), durable.kill()]);
     }
+  });
+});
+
+describe('isRedisUnavailable', () => {
+  it('tells Redis being away (connection, failover, Cluster slot moving) from other errors', () => {
+    for (const m of ['connect ECONNREFUSED 127.0.0.1:6379', 'Too many Cluster redirections. Last error: Error: Connection is closed.', "Stream isn't writeable and enableOfflineQueue options is false", 'MOVED 1279 127.0.0.1:45167', 'CLUSTERDOWN The cluster is down', "READONLY You can't write against a read only replica.", 'Command timed out']) {
+      expect(isRedisUnavailable(new Error(m))).toBe(true);
+    }
+    expect(isRedisUnavailable(new Error('ERR wrong number of arguments'))).toBe(false);
+    expect(isRedisUnavailable(new TypeError("Cannot read properties of undefined (reading 'id')"))).toBe(false);
   });
 });
