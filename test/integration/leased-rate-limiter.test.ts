@@ -1,24 +1,28 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../core/logger.js';
 import { LeasedRateLimiter, type SliceSource } from '../../core/ratelimit/leased-rate-limiter.js';
 import type { KeyLimits } from '../../core/ratelimit/rate-limiter.js';
 import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
-import { testRedis, uniqueName } from '../helpers/services.js';
+import { redisBackends, type TopologyHandle } from '../helpers/redis-topologies.js';
+import { uniqueName } from '../helpers/services.js';
 
 /**
  * Global limits without a round trip: regions (here, limiters with their own key prefixes on the
  * machine's Redis) admit against slices leased from the home region's buckets.
  */
 const prefix = `${uniqueName('sytest_lease')}:`;
-const redis = testRedis(prefix);
+const backends = redisBackends(prefix);
 const log = createLogger({ name: 'test', level: 'silent' });
 const limiters: LeasedRateLimiter[] = [];
+beforeAll(() => backends.start(), 60_000);
 afterAll(async () => {
   await Promise.all(limiters.map((l) => l.close()));
-  await redis.cleanup();
+  await backends.stop();
 });
 
-const home = new RedisRateLimiter({ redis: redis.connect(), keyPrefix: `${prefix}home:` });
+// Set per topology below (one server, a Cluster, a Sentinel set); the helpers use them.
+let redis: TopologyHandle;
+let home: RedisRateLimiter;
 const fromHome = (region: string): SliceSource => ({ grant: (k, l, w) => home.grant(k, l, w, region), giveBack: (k, l, s) => home.giveBack(k, l, s), renewSlots: (k, n) => home.renewSlots(k, n) });
 const region = (name: string, source: SliceSource = fromHome(name), idleReturnMs = 60_000): LeasedRateLimiter => {
   const limiter = new LeasedRateLimiter({ redis: redis.connect(), keyPrefix: `${prefix}${name}:`, source, log, idleReturnMs });
@@ -27,7 +31,12 @@ const region = (name: string, source: SliceSource = fromHome(name), idleReturnMs
 };
 const limits = (requestsPerMinute: number, tokensPerMinute = 0, maxConcurrent = 0): KeyLimits => ({ requestsPerMinute, tokensPerMinute, maxConcurrent });
 
-describe('LeasedRateLimiter', () => {
+describe.each(backends.each)('LeasedRateLimiter on %s', (_name, backend) => {
+  beforeAll(() => {
+    redis = backend;
+    home = new RedisRateLimiter({ redis: redis.connect(), keyPrefix: `${prefix}home:` });
+  });
+
   it('a burst to the home region and three others at once admits at most the limit plus one request per leasing region', async () => {
     const key = uniqueName('k');
     const l = limits(40);
