@@ -97,8 +97,8 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
   throw new Error(`timed out waiting for ${what}`);
 }
 
-async function ask<T>(port: number, f: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+async function ask<T>(port: number, f: (r: Redis) => Promise<T>, password?: string): Promise<T> {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, ...(password === undefined ? {} : { password }) });
   r.on('error', () => undefined);
   try {
     await r.connect();
@@ -129,13 +129,17 @@ export async function startCluster(replicas = 0): Promise<StartedTopology> {
   return topology('cluster', endpoint, servers, [], dir);
 }
 
-/** A master, one replica and three sentinels (quorum 2) watching them as `switchyard`. */
-export async function startSentinel(opts: { downAfterMs?: number } = {}): Promise<StartedTopology> {
+/**
+ * A master, one replica and three sentinels (quorum 2) watching them as `switchyard`; with
+ * `password` the servers require it, with `sentinelPassword` the sentinels require theirs.
+ */
+export async function startSentinel(opts: { downAfterMs?: number; password?: string; sentinelPassword?: string } = {}): Promise<StartedTopology> {
   const dir = mkdtempSync(join(tmpdir(), 'sy-sentinel-'));
   const [pm, pr, ...ps] = await distinctPorts(5);
-  const master = await startRedisServer(dir, pm as number);
-  const replica = await startRedisServer(dir, pr as number, ['--replicaof', '127.0.0.1', String(pm)]);
-  await waitFor(async () => (await ask(pr as number, (r) => r.info('replication'))).includes('master_link_status:up'), 'replica in sync');
+  const auth = opts.password === undefined ? [] : ['--requirepass', opts.password, '--masterauth', opts.password];
+  const master = await startRedisServer(dir, pm as number, auth);
+  const replica = await startRedisServer(dir, pr as number, ['--replicaof', '127.0.0.1', String(pm), ...auth]);
+  await waitFor(async () => (await ask(pr as number, (r) => r.info('replication'), opts.password)).includes('master_link_status:up'), 'replica in sync');
   const sentinels = await Promise.all(
     ps.map((p) => {
       const conf = join(dir, `sentinel-${p}.conf`);
@@ -149,13 +153,21 @@ export async function startSentinel(opts: { downAfterMs?: number } = {}): Promis
           `sentinel down-after-milliseconds switchyard ${opts.downAfterMs ?? 1000}`,
           'sentinel failover-timeout switchyard 5000',
           'sentinel parallel-syncs switchyard 1',
+          ...(opts.password === undefined ? [] : [`sentinel auth-pass switchyard ${opts.password}`]),
+          ...(opts.sentinelPassword === undefined ? [] : [`requirepass ${opts.sentinelPassword}`]),
           '',
         ].join('\n'),
       );
       return spawnReady('redis-server', [conf, '--sentinel'], p as number, /\+monitor master/);
     }),
   );
-  const endpoint = redisEndpoint('redis://unused', { redisUrl: undefined, redisSentinels: ps.map((p) => `127.0.0.1:${p}`).join(','), redisMaster: 'switchyard' });
+  const endpoint = redisEndpoint('redis://unused', {
+    redisUrl: undefined,
+    redisSentinels: ps.map((p) => `127.0.0.1:${p}`).join(','),
+    redisMaster: 'switchyard',
+    redisPassword: opts.password,
+    redisSentinelPassword: opts.sentinelPassword,
+  });
   return topology('sentinel', endpoint, [master, replica], sentinels, dir);
 }
 

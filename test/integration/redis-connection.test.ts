@@ -9,7 +9,7 @@ import { createLogger } from '../../core/logger.js';
 import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
 import { checkRedisDurability, closeRedis, connectRedis, isRedisUnavailable, redisEndpoint, registerRedisMetrics } from '../../core/redis-connection.js';
 import { eventually } from '../helpers/processes.js';
-import { freePort, startRedisServer, startTls, type StartedTopology } from '../helpers/redis-topologies.js';
+import { freePort, startRedisServer, startSentinel, startTls, type StartedTopology } from '../helpers/redis-topologies.js';
 
 /** The connection factory: TLS with a CA file, settings checks, per-role metrics, the durability check. */
 const dir = mkdtempSync(join(tmpdir(), 'sy-redis-conn-'));
@@ -54,6 +54,24 @@ describe('connectRedis over TLS', () => {
       await closeRedis(redis);
     }
   });
+});
+
+describe('connectRedis through Sentinel with passwords', () => {
+  it('authenticates to the sentinels and to the master with their own passwords', async () => {
+    const t = await startSentinel({ password: 'server-secret', sentinelPassword: 'sentinel-secret' });
+    const good = connectRedis(t.endpoint, 'sentinel-auth', undefined, 'queue');
+    const { log, lines } = capturingLogger();
+    const wrong = connectRedis({ ...t.endpoint, redisPassword: 'nope' }, 'sentinel-auth-wrong', log, 'state');
+    try {
+      await good.set('k', 'v');
+      expect(await good.get('k')).toBe('v');
+      await eventually(async () => lines.some((l) => l['msg'] === 'redis unreachable'), 5000, 'the wrong password refused');
+      expect(String(lines.find((l) => l['msg'] === 'redis unreachable')?.['err'])).toMatch(/WRONGPASS|NOAUTH|invalid/i);
+    } finally {
+      await Promise.all([closeRedis(good), closeRedis(wrong)]);
+      await t.stop();
+    }
+  }, 30_000);
 });
 
 describe('Redis settings', () => {
