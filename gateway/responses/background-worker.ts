@@ -1,5 +1,5 @@
-import { UnrecoverableError, type Job, type Worker } from 'bullmq';
-import { closeRedis, connectRedis, duplicateRedis, watchRedis, type RedisClient, type RedisTarget } from '../../core/redis-connection.js';
+import { DelayedError, UnrecoverableError, type Job, type Worker } from 'bullmq';
+import { closeRedis, connectRedis, duplicateRedis, isRedisUnavailable, watchRedis, type RedisClient, type RedisTarget } from '../../core/redis-connection.js';
 import { cancelChannel, responseWorkers, type ResponseJobData } from './background-jobs.js';
 import { AttemptFailed, runBackgroundResponse, type BackgroundRunDeps } from './background-run.js';
 import { RedisEventLog } from './response-event-log.js';
@@ -34,7 +34,7 @@ export class BackgroundWorker {
     this.events = new RedisEventLog(opts.redis, opts.redisPrefix, opts.log);
     this.run = { ...opts, events: this.events };
     this.subscriber = duplicateRedis(this.connection, 'job-cancel-subscriber', opts.log);
-    this.workers = responseWorkers({ ...opts, connection: this.connection }, (job, _token, signal) => this.process(job, signal));
+    this.workers = responseWorkers({ ...opts, connection: this.connection }, (job, token, signal) => this.process(job, token, signal));
     // connectRedis watches the connection itself; this adds the Workers' errors to its outage.
     watchRedis(this.connection, 'bullmq-worker', opts.log, ...this.workers);
   }
@@ -53,11 +53,20 @@ export class BackgroundWorker {
     await Promise.all(this.workers.map((w) => w.waitUntilReady()));
   }
 
-  private async process(job: Job<ResponseJobData, string>, signal: AbortSignal | undefined): Promise<string> {
+  private async process(job: Job<ResponseJobData, string>, token: string | undefined, signal: AbortSignal | undefined): Promise<string> {
     const attempt = { made: job.attemptsMade, last: job.attemptsMade + 1 >= (job.opts.attempts ?? 1) };
     try {
       return await runBackgroundResponse(this.run, job.data.responseId, attempt, signal ?? new AbortController().signal);
     } catch (error) {
+      if (signal?.aborted !== true && (isRedisUnavailable(error) || isRedisUnavailable((error as Error).cause))) {
+        // Redis failing over or restarting is not the response's fault: run it again shortly
+        // without spending an attempt. Failing it for good would leave its response `queued` or
+        // `in_progress` forever (the store could not be told either). If Redis is still away,
+        // the job's lock lapses and BullMQ's stalled-job check puts it back.
+        this.opts.log.warn({ responseId: job.data.responseId, err: (error as Error).message }, 'background response postponed: Redis unreachable');
+        await job.moveToDelayed(Date.now() + 1000, token);
+        throw new DelayedError();
+      }
       // BullMQ retries a thrown job with its backoff; an UnrecoverableError ends it.
       if (error instanceof AttemptFailed && error.retry) throw error;
       throw new UnrecoverableError((error as Error).message);

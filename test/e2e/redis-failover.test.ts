@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -120,7 +120,9 @@ async function stack(name: string, redisEnv: NodeJS.ProcessEnv): Promise<{ gw: R
   };
   const sim = await startSimProcess(['--tokens-per-second', '50000', '--ttft-ms', '1']);
   cleanup.push(() => sim.stop());
-  const config = join(mkdtempSync(join(tmpdir(), 'sy-failover-')), 'regions.yaml');
+  const dir = mkdtempSync(join(tmpdir(), 'sy-failover-'));
+  cleanup.push(async () => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'regions.yaml');
   writeFileSync(config, regionsYaml([{ id: 'r', nodes: [{ id: 'n', url: sim.url, maxSequences: 256, tokensPerSecond: 50_000 }] }]));
   const gw = await startCli(['gateway', '--config', config, '--port', '0'], 'gateway listening', env);
   cleanup.push(() => stopOrShow('gateway', gw));
@@ -153,10 +155,11 @@ async function failoverUnderLoad(name: string, redisEnv: NodeJS.ProcessEnv, kill
   const firstUnder = afterKill.find((o) => o.underLimits && o.sentAt >= lastOutside);
   const slowest = Math.max(...afterKill.map((o) => o.doneAt - o.sentAt));
   const requeued = gw.output.filter((l) => l.includes('background jobs lost in a Redis failover')).length;
+  const postponed = worker.output.filter((l) => l.includes('background response postponed')).length;
   console.log(
     `[${name}] ${chats.length} chats, ${outcomes.length - chats.length} jobs; statuses ${JSON.stringify(Object.fromEntries(statuses))}; ` +
       `admitted without limits for ${lastOutside - killedAt} ms after the kill; first under limits again ${firstUnder === undefined ? 'never' : `${firstUnder.doneAt - killedAt} ms`} after it; ` +
-      `slowest chat sent after the kill ${slowest} ms; lost-job recoveries logged: ${requeued}`,
+      `slowest chat sent after the kill ${slowest} ms; lost-job recoveries logged: ${requeued}; jobs postponed for Redis: ${postponed}`,
   );
   const errors = (p: RunningProcess): string[] =>
     p.output
@@ -186,7 +189,8 @@ async function failoverUnderLoad(name: string, redisEnv: NodeJS.ProcessEnv, kill
   const status = async (id: string): Promise<string> => ((await (await fetch(`${gw.url}/v1/responses/${id}`, { headers: { authorization: `Bearer ${key}` } })).json()) as { status: string }).status;
   await eventually(async () => (await Promise.all(jobs.map(status))).every((s) => s === 'completed'), 30_000, 'every background response completed').catch(async (e: unknown) => {
     const left = (await Promise.all(jobs.map(async (id) => [id, await status(id)]))).filter(([, s]) => s !== 'completed');
-    console.log(`[${name}] not completed: ${JSON.stringify(left.slice(0, 10))}\n${errors(worker).join('\n')}`);
+    const about = (id: string): string[] => [...gw.output, ...worker.output].filter((l) => l.includes(id.slice(5, 20))).map((l) => l.slice(0, 400));
+    console.log(`[${name}] not completed: ${JSON.stringify(left.slice(0, 10))}\n${errors(worker).join('\n')}\n${left.flatMap(([id]) => about(id as string)).join('\n')}`);
     throw e;
   });
 
