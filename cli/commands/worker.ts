@@ -14,7 +14,8 @@ import { serveMetrics } from '../metrics-server.js';
 import { openServices, startUsageFlusher, type Services } from '../services.js';
 import { Gauge } from 'prom-client';
 import { BackgroundJobs } from '../../gateway/responses/background-jobs.js';
-import { checkRedisDurability, redisConfigured } from '../../core/redis-connection.js';
+import { redisConfigured } from '../../core/redis-connection.js';
+import { checkRedisDurability } from '../../core/redis-durability.js';
 
 /**
  * `switchyard worker`: background consumers of one region (SWITCHYARD_REGION, else the first):

@@ -7,7 +7,8 @@ import { loadSettings } from '../../core/config/settings.js';
 import { ConfigError } from '../../core/config/config-error.js';
 import { createLogger } from '../../core/logger.js';
 import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
-import { checkRedisDurability, closeRedis, connectRedis, isRedisUnavailable, redisEndpoint, registerRedisMetrics } from '../../core/redis-connection.js';
+import { closeRedis, connectRedis, isRedisUnavailable, redisEndpoint, registerRedisMetrics } from '../../core/redis-connection.js';
+import { checkRedisDurability } from '../../core/redis-durability.js';
 import { eventually } from '../helpers/processes.js';
 import { freePort, startRedisServer, startSentinel, startTls, type StartedTopology } from '../helpers/redis-topologies.js';
 
