@@ -60,8 +60,16 @@ export async function startRedisServer(dir: string, port: number, extra: readonl
   return spawnReady('redis-server', args, port, /Ready to accept connections/);
 }
 
+/** Every server this test process started: killed when it exits, even after a hook timed out. */
+const children = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
 async function spawnReady(cmd: string, args: readonly string[], port: number, ready: RegExp): Promise<RedisServerProcess> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   let out = '';
   await new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
