@@ -5,6 +5,7 @@
 import { copyFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import process from 'node:process';
 import { parse, stringify } from 'yaml';
 
 const here = dirname(fileURLToPath(import.meta.url));
