@@ -24,6 +24,9 @@ import { startBackgroundWork, type BackgroundWork } from './worker.js';
  */
 export async function startCommand(argv: readonly string[]): Promise<void> {
   const settings = settingsFromArgv(argv, process.env);
+  // Listening from the start: a SIGTERM while the sims' agents are still starting (after the
+  // gateway already said it listens) must stop the process cleanly, not kill it.
+  const signalled = waitForSignal();
   const topology = await loadRegionsFile(settings.configPath);
   resolveRegion(settings, topology); // a wrong region fails before any backend starts
   const logger = createLogger({ name: 'switchyard', level: settings.logLevel, format: settings.logFormat });
@@ -85,7 +88,7 @@ export async function startCommand(argv: readonly string[]): Promise<void> {
       background = await startBackgroundWork(settings, topology, services, createRegistry('worker', packageVersion()), logger);
     }
     process.stdout.write(`\nSwitchyard is up: ${gateway.url}/v1  (Ctrl-C stops it)\n\n`);
-    const signal = await waitForSignal();
+    const signal = await signalled;
     logger.info({ signal }, 'shutting down');
     await background?.stop();
     await gateway.close();

@@ -102,7 +102,7 @@ describe('switchyard migrate and worker', () => {
     }
     const worker = spawnSync(process.execPath, [CLI, 'worker'], { encoding: 'utf8', env: { ...process.env, REDIS_URL: '' } });
     expect(worker.status).toBe(2);
-    expect(worker.stderr).toContain('worker needs REDIS_URL');
+    expect(worker.stderr).toContain('worker needs Redis (REDIS_URL, SWITCHYARD_REDIS_SENTINELS or SWITCHYARD_REDIS_CLUSTER)');
   });
 });
 

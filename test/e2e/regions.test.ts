@@ -93,7 +93,7 @@ distances:
   ({ key: apiKey, id: keyId } = (await res.json()) as { key: string; id: string });
   // Each gateway sees the other region's summary before the tests start.
   for (const gw of [west, north]) await eventually(async () => (await metric(gw, /switchyard_region_peer_up\{region="\w+"\} (\d)/)) === 1, 10_000, 'summaries');
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   if (process.env['DUMP_REGION_LOGS']) for (const p of [west, north]) console.log(p.output.filter((l) => /"level":(40|50)/.test(l)).slice(0, 60).join('\n'));

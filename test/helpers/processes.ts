@@ -87,16 +87,31 @@ export function startGatewayProcess(configYaml: string, args: string[] = [], env
   return startCli(['gateway', '--config', path, '--port', '0', ...args], 'gateway listening', env);
 }
 
-/** A local port that refuses connections: bound once to learn a free number, then closed. */
-export async function refusedPort(): Promise<number> {
+/**
+ * A local port that refuses connections now, for a process that will listen on it. Picked at
+ * random below Linux's ephemeral range (32768–60999): a port the kernel handed out for listen(0)
+ * is also what it hands out as the local port of outgoing connections, and under a test suite's
+ * load one of those took such a port before the process bound it ("Address already in use").
+ * `alsoFree` offsets must be free too (a Redis Cluster's bus port is the port + 10000).
+ */
+export async function refusedPort(alsoFree: readonly number[] = []): Promise<number> {
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * 12_000);
+    if ((await bindable(port)) && (await Promise.all(alsoFree.map((d) => bindable(port + d)))).every(Boolean)) return port;
+  }
+}
+
+async function bindable(port: number): Promise<boolean> {
   const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  const port = typeof address === 'object' && address !== null ? address.port : 0;
-  server.close();
-  await once(server, 'close');
-  return port;
+  const ok = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => resolve(true));
+  });
+  if (ok) {
+    server.close();
+    await once(server, 'close');
+  }
+  return ok;
 }
 
 export interface NodeDecl {

@@ -1,13 +1,13 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { closeRedis, connectRedis, redisEndpoint, type RedisClient, type RedisEndpoint, type RedisProfile } from '../../core/redis-connection.js';
 import { REDIS_URL } from './services.js';
+import { refusedPort } from './processes.js';
 
 const run = promisify(execFile);
 
@@ -39,19 +39,9 @@ export interface StartedTopology {
   stop(): Promise<void>;
 }
 
-/** A port nobody listens on now (and, for a cluster, whose bus port +10000 is free too). */
-export async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = createServer();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const p = (srv.address() as { port: number }).port;
-        srv.close(() => resolve(p));
-      });
-    });
-    if (port < 55_000) return port;
-  }
+/** A port nobody listens on now, and whose cluster bus port (+10000) is free too (see refusedPort). */
+export function freePort(): Promise<number> {
+  return refusedPort([10_000]);
 }
 
 /** Starts one redis-server and resolves once it accepts connections. */
