@@ -1,11 +1,13 @@
 import { isLogFormat, LOG_FORMATS, type LogFormat } from '../logger.js';
 import { ConfigError, type ConfigProblem } from './config-error.js';
+import type { RedisEndpoint } from '../redis-connection.js';
 
 /**
  * Process settings: flags override environment variables, which override defaults. Read once in
  * `main` and passed down frozen; nothing else reads `process.env`.
  */
-export interface Settings {
+/** Every process setting; how to reach Redis (a URL, a Sentinel set or a Cluster, TLS) is a RedisEndpoint. */
+export interface Settings extends RedisEndpoint {
   readonly configPath: string;
   readonly host: string;
   readonly port: number;
@@ -26,16 +28,8 @@ export interface Settings {
   readonly shutdownGraceMs: number;
   readonly bodyLimitBytes: number;
   readonly defaultMaxTokens: number;
-  /** Unset: in-memory state (single process). */
-  readonly redisUrl: string | undefined;
+  /** Prefix of every Redis key (no Redis at all: in-memory state, single process). */
   readonly redisPrefix: string;
-  /** Other ways to name Redis (docs/redis.md): a Sentinel set or a Cluster, a CA for TLS. */
-  readonly redisCaFile: string | undefined;
-  readonly redisSentinels: string | undefined;
-  readonly redisMaster: string | undefined;
-  readonly redisPassword: string | undefined;
-  readonly redisSentinelPassword: string | undefined;
-  readonly redisCluster: string | undefined;
   /** Unset: an embedded Postgres (PGlite) in `dataDir`. */
   readonly databaseUrl: string | undefined;
   readonly databaseSchema: string;
