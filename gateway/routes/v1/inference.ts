@@ -114,18 +114,21 @@ async function handle(
     reply.header('x-switchyard-node', upstream.node.id).header('x-switchyard-region', upstream.node.spec.regionId);
     if (upstream.queuedMs > 0) reply.header('x-switchyard-queue-ms', String(Math.round(upstream.queuedMs)));
     const bodyAt = performance.now();
-    // Mid-stream failover: the stream may continue on another node after this one fails.
-    const failover = failoverAllowed(deps, request) ? new StreamLegs(path === '/v1/chat/completions' ? 'chat' : 'completion') : undefined;
-    const continueStream = async (failed: OpenUpstream, tried: Set<NodeState>, text: string, tokens: number): Promise<OpenUpstream | undefined> => {
-      const next = continuationBody(path, body as unknown as Record<string, unknown>, text, tokens, failed.node.spec.engine);
-      if (next === undefined) return undefined;
-      return deps.proxy.open({
-        path, model: body.model, costTokens, workTokens: estimate.work, body: next, requestId: request.id, route, signal: abort.signal, priority,
-        tenant: call.key?.tenantId ?? call.forwarded?.tenant ?? '', weight: call.key?.tenantWeight ?? call.forwarded?.weight ?? 1,
-        deadlineAt: Date.now() + deps.settings.firstByteTimeoutMs, affinityKey, exclude: tried,
-      });
-    };
-    if (stream) await relay(deps, request, reply, upstream, call, clientWantsUsage, failover === undefined ? undefined : { legs: failover, next: continueStream });
+    if (stream) {
+      // Mid-stream failover: the stream may continue on another node after this one fails. Built
+      // for streams only (a buffered answer has no legs), and the closure only when it may be used.
+      const legs = failoverAllowed(deps, request) ? new StreamLegs(path === '/v1/chat/completions' ? 'chat' : 'completion') : undefined;
+      const next = async (failed: OpenUpstream, tried: Set<NodeState>, text: string, tokens: number): Promise<OpenUpstream | undefined> => {
+        const continued = continuationBody(path, body as unknown as Record<string, unknown>, text, tokens, failed.node.spec.engine);
+        if (continued === undefined) return undefined;
+        return deps.proxy.open({
+          path, model: body.model, costTokens, workTokens: estimate.work, body: continued, requestId: request.id, route, signal: abort.signal, priority,
+          tenant: call.key?.tenantId ?? call.forwarded?.tenant ?? '', weight: call.key?.tenantWeight ?? call.forwarded?.weight ?? 1,
+          deadlineAt: Date.now() + deps.settings.firstByteTimeoutMs, affinityKey, exclude: tried,
+        });
+      };
+      await relay(deps, request, reply, upstream, call, clientWantsUsage, legs === undefined ? undefined : { legs, next });
+    }
     else await respondBuffered(deps, reply, upstream, call);
     upstreamMs += performance.now() - bodyAt;
   } finally {
