@@ -38,6 +38,8 @@ beforeAll(async () => {
   [redis.west, redis.north] = await Promise.all([startRedisServer(), startRedisServer()]);
   // West's node takes one sequence at a time and is declared as fast per sequence as any: local
   // requests stay local (no round trip to pay). It really runs slowly, so one long stream holds it.
+  // North's node is declared as fast per sequence too (4 × 2000 tokens/s): each region then serves
+  // its own requests, and spills only when it is full (the spill decision weighs speed against RTT).
   const [simWest, simNorth] = await Promise.all([
     track(startSimProcess(['--max-seqs', '1', '--tokens-per-second', '100', '--ttft-ms', '1'])),
     track(startSimProcess(['--max-seqs', '4', '--tokens-per-second', '2000', '--ttft-ms', '1'])),
@@ -63,7 +65,7 @@ beforeAll(async () => {
     clusters:
       - id: north-a
         nodes:
-          - { id: n1, url: '${simNorth.url}', engine: vllm, models: [sim-small], capacity: { tokensPerSecond: 2000, maxSequences: 4 } }
+          - { id: n1, url: '${simNorth.url}', engine: vllm, models: [sim-small], capacity: { tokensPerSecond: 8000, maxSequences: 4 } }
 distances:
   - { between: [west, north], rttMs: ${RTT_MS} }
 `;
