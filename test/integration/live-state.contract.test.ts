@@ -57,7 +57,10 @@ describe.each(implementations)('%s live state', (kind, make) => {
     const seen: LiveLoad[] = [];
     await subscriber.subscribe((l) => seen.push(l));
     await subscriber.subscribe(() => undefined);
-    expect(seen).toMatchObject([{ nodeId: 'n2', running: 5 }]);
+    // The stored load, and possibly the same publication delivered late (a Cluster forwards
+    // PUBLISH between nodes): every load seen is n2's, and there is one.
+    expect(seen.length).toBeGreaterThanOrEqual(1);
+    expect(seen.every((l) => l.nodeId === 'n2' && l.running === 5)).toBe(true);
     const subscribers = (): Promise<number> => subscriberCount(redis, `${prefix}live-load`);
     expect(await subscribers()).toBe(1);
     await subscriber.close();
