@@ -1,11 +1,12 @@
 import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { MemoryRateLimiter } from '../../core/ratelimit/memory-rate-limiter.js';
 import type { RateLimiter } from '../../core/ratelimit/rate-limiter.js';
 import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
-import { target } from '../lib/load.js';
-import { BENCH_PG, CLI, dropBenchSchema, startBenchGateway, writeResults } from '../lib/fixture.js';
+import { dropBenchSchema, writeResults } from '../lib/fixture.js';
+import { BENCH_REDIS, chatCaller, closedLoopWith, RUNGS, startRung, type Rung, type RungId } from '../lib/ladder.js';
 import { cpuMicros, startNode, type Child } from '../lib/processes.js';
 
 /**
@@ -14,11 +15,17 @@ import { cpuMicros, startNode, type Child } from '../lib/processes.js';
  * `node dist/bench/feature-cost/run.js [--write] [--quick]`; needs Postgres and Redis on 127.0.0.1.
  */
 const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
-const args = new Set(process.argv.slice(2));
-const SECONDS = args.has('--quick') ? 2 : 5;
-const REDIS = process.env['BENCH_REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const argv = process.argv.slice(2);
+const args = new Set(argv);
+// `--rungs passthrough,redis`: only those rungs (quick comparisons); the limiter table is then skipped.
+const rungsArg = argv.find((a) => a.startsWith('--rungs='))?.slice('--rungs='.length);
+const rungs = rungsArg === undefined ? RUNGS : RUNGS.filter((r) => rungsArg.split(',').includes(r.id));
+// `--baseline=<checkout>`: each gateway rung also runs from another built checkout (e.g. a
+// `git worktree` of main), side by side in the same rotation: an A/B of one change.
+const baseline = argv.find((a) => a.startsWith('--baseline='))?.slice('--baseline='.length);
+const SECONDS = args.has('--quick') ? 2 : 6;
+const SLICE_S = 0.5;
 const run = `bench_${Date.now().toString(36)}`;
-const ADMIN = 'bench-admin';
 
 const lines: string[] = [];
 const out = (s = ''): void => {
@@ -26,53 +33,43 @@ const out = (s = ''): void => {
   process.stdout.write(s + '\n');
 };
 
-const body = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'How much does each feature cost?' }], max_tokens: 8 });
-
-async function measure(name: string, url: string, pid: number, auth: string | undefined): Promise<void> {
-  const t = target(name, url);
-  const headers = auth === undefined ? {} : { authorization: `Bearer ${auth}` };
-  const shot = { path: '/v1/chat/completions', body };
-  // warm-up, then the measured run
-  const request = async (): Promise<boolean> => {
-    const res = await t.pool.request({ path: shot.path, method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
-    await res.body.text();
-    return res.statusCode === 200;
-  };
-  for (let i = 0; i < 500; i++) if (!(await request())) throw new Error(`${name}: warm-up request failed`);
-  const cpu0 = cpuMicros(pid);
-  const r = await closedLoopWith(request, 64, SECONDS);
-  const us = (cpuMicros(pid) - cpu0) / r.done;
-  out(`| ${name} | ${r.rps.toFixed(0)} | ${r.errors} | ${us.toFixed(0)} |`);
-  await t.pool.close();
+interface Measured {
+  readonly id: RungId;
+  readonly label: string;
+  readonly rps: number;
+  readonly errors: number;
+  readonly cpuUs: number;
 }
 
-async function closedLoopWith(fn: () => Promise<boolean>, concurrency: number, seconds: number): Promise<{ rps: number; errors: number; done: number }> {
-  const end = performance.now() + seconds * 1000;
-  let done = 0;
-  let errors = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
-        if (await fn().catch(() => false)) done++;
-        else errors++;
-      }
-    }),
-  );
-  return { rps: done / ((performance.now() - t0) / 1000), errors, done };
-}
-
-function gateway(env: NodeJS.ProcessEnv, upstream: string): Promise<Child> {
-  return startBenchGateway(upstream, 'bench', run, { SWITCHYARD_REDIS_PREFIX: `${run}:`, SWITCHYARD_ADMIN_TOKEN: ADMIN, ...env });
-}
-
-async function createKey(url: string): Promise<string> {
-  const res = await fetch(`${url}/admin/v1/keys`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ tenant: 'bench', name: 'bench', limits: { requestsPerMinute: 100_000_000, tokensPerMinute: 2_000_000_000, maxConcurrent: 100_000 } }),
+/**
+ * Every rung runs at once (idle while not measured); the measurement rotates among them in slices
+ * of SLICE_S, so that the shared machine's drift (other tenants, thermal) hits every rung alike.
+ */
+async function measureAll(started: readonly { id: RungId; label: string; rung: Rung }[]): Promise<Measured[]> {
+  const callers = started.map((s) => chatCaller(s.rung.proxy.url, s.rung.apiKey));
+  for (const [i, c] of callers.entries()) {
+    for (let k = 0; k < 1000; k++) if (!(await c.call())) throw new Error(`${started[i]?.label}: warm-up request failed`);
+  }
+  const totals = started.map(() => ({ done: 0, errors: 0, cpu: 0, ms: 0 }));
+  for (let round = 0; round < SECONDS / SLICE_S; round++) {
+    for (let i = 0; i < started.length; i++) {
+      const j = (i + round) % started.length; // rotate who goes first
+      const pid = (started[j] as { rung: Rung }).rung.proxy.proc.pid as number;
+      const t = totals[j] as { done: number; errors: number; cpu: number; ms: number };
+      const cpu0 = cpuMicros(pid);
+      const t0 = performance.now();
+      const r = await closedLoopWith((callers[j] as { call: () => Promise<boolean> }).call, 64, SLICE_S);
+      t.ms += performance.now() - t0;
+      t.cpu += cpuMicros(pid) - cpu0;
+      t.done += r.done;
+      t.errors += r.errors;
+    }
+  }
+  await Promise.all(callers.map((c) => c.close()));
+  return started.map((s, i) => {
+    const t = totals[i] as { done: number; errors: number; cpu: number; ms: number };
+    return { id: s.id, label: s.label, rps: t.done / (t.ms / 1000), errors: t.errors, cpuUs: t.cpu / t.done };
   });
-  return ((await res.json()) as { key: string }).key;
 }
 
 async function limiterChecks(name: string, limiter: RateLimiter): Promise<void> {
@@ -86,46 +83,75 @@ async function limiterChecks(name: string, limiter: RateLimiter): Promise<void> 
   out(`| ${name} | ${r.rps.toFixed(0)} |`);
 }
 
+/** Ends the run early (a subset of rungs) without being an error. */
+class Done extends Error {}
+
 const children: Child[] = [];
 try {
   const upstream = await startNode(here('../overhead/canned-upstream.js'), [], 'upstream listening');
   children.push(upstream);
   out(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${new Date().toISOString().slice(0, 10)}`);
   out();
-  out(`### Gateway CPU per request as features are added (closed loop, 64 concurrent, ${SECONDS} s each)`);
+  out(`### Gateway CPU per request as features are added (closed loop, 64 concurrent, ${SECONDS} s each in ${SLICE_S} s slices taken in turn)`);
   out();
-  out('| configuration | requests/s | errors | gateway CPU µs/request |');
-  out('|---|---|---|---|');
-  const pass = await startNode(here('../overhead/passthrough.js'), [upstream.url], 'passthrough listening');
-  children.push(pass);
-  await measure('bare Fastify+undici passthrough (anchor)', pass.url, pass.proc.pid as number, undefined);
-  const plain = await gateway({ SWITCHYARD_AUTH: 'none' }, upstream.url);
-  children.push(plain);
-  await measure('gateway: routing, retries, metrics, usage records (no auth)', plain.url, plain.proc.pid as number, undefined);
-  await plain.stop();
-  const mem = await gateway({ SWITCHYARD_AUTH: 'keys' }, upstream.url);
-  children.push(mem);
-  await measure('+ API key auth + rate limits in memory', mem.url, mem.proc.pid as number, await createKey(mem.url));
-  await mem.stop();
-  const red = await gateway({ SWITCHYARD_AUTH: 'keys', REDIS_URL: REDIS }, upstream.url);
-  children.push(red);
-  const worker = await startNode(CLI, ['worker', '--port', '0'], 'worker running', { DATABASE_URL: BENCH_PG, SWITCHYARD_DATABASE_SCHEMA: run, SWITCHYARD_REDIS_PREFIX: `${run}:`, REDIS_URL: REDIS });
-  children.push(worker);
-  await measure('+ limits and usage buffer in Redis (worker writes usage)', red.url, red.proc.pid as number, await createKey(red.url));
+  out('| configuration | requests/s | errors | gateway CPU µs/request | throughput vs anchor | CPU vs anchor |');
+  out('|---|---|---|---|---|---|');
+  const started: { id: RungId; label: string; rung: Rung }[] = [];
+  for (const { id, label } of rungs) {
+    const rung = await startRung(id, upstream.url, run);
+    children.push({ proc: rung.proxy.proc, url: rung.proxy.url, stop: () => rung.stop() });
+    started.push({ id, label, rung });
+    if (baseline !== undefined && id !== 'passthrough') {
+      const before = await startRung(id, upstream.url, `${run}b`, [], join(baseline, 'dist/cli/main.js'));
+      children.push({ proc: before.proxy.proc, url: before.proxy.url, stop: () => before.stop() });
+      started.push({ id, label: `${label} [baseline]`, rung: before });
+    }
+  }
+  const measured = await measureAll(started);
+  const anchor = measured.find((m) => m.id === 'passthrough');
+  for (const m of measured) {
+    const vs = anchor === undefined || m === anchor ? ['', ''] : [`${((m.rps / anchor.rps) * 100).toFixed(0)}%`, `${(m.cpuUs / anchor.cpuUs).toFixed(2)}×`];
+    out(`| ${m.label} | ${m.rps.toFixed(0)} | ${m.errors} | ${m.cpuUs.toFixed(0)} | ${vs[0]} | ${vs[1]} |`);
+  }
+  const noAuth = measured.find((m) => m.id === 'no-auth' && !m.label.endsWith('[baseline]'));
+  const prod = measured.find((m) => m.id === 'redis' && !m.label.endsWith('[baseline]'));
+  if (anchor !== undefined && (noAuth !== undefined || prod !== undefined)) {
+    out();
+    out('Against the targets of issue #14 (ratios to the anchor in this run):');
+    out();
+    out('| target | measured | met? |');
+    out('|---|---|---|');
+    const row = (what: string, ratio: number, limit: number, atMost: boolean, unit: (x: number) => string): void =>
+      out(`| ${what} ${atMost ? '≤' : '≥'} ${unit(limit)} | ${unit(ratio)} | ${(atMost ? ratio <= limit : ratio >= limit) ? 'yes' : 'no'} |`);
+    const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+    const times = (x: number): string => `${x.toFixed(2)}×`;
+    if (prod !== undefined) {
+      row('production path CPU/request', prod.cpuUs / anchor.cpuUs, 2, true, times);
+      row('production path throughput', prod.rps / anchor.rps, 0.5, false, pct);
+    }
+    if (noAuth !== undefined) {
+      row('no auth CPU/request', noAuth.cpuUs / anchor.cpuUs, 1.4, true, times);
+      row('no auth throughput', noAuth.rps / anchor.rps, 0.8, false, pct);
+    }
+  }
+  if (rungsArg !== undefined) throw new Done();
   out();
   out(`### Rate limiter checks per second (one process, 64 in flight, ${SECONDS} s)`);
   out();
   out('| limiter | admissions + settles per second |');
   out('|---|---|');
   await limiterChecks('memory', new MemoryRateLimiter());
-  const redis = new Redis(REDIS, { enableAutoPipelining: true });
+  const redis = new Redis(BENCH_REDIS, { enableAutoPipelining: true });
   await limiterChecks('redis (one connection, auto-pipelined EVALSHA)', new RedisRateLimiter({ redis, keyPrefix: `${run}:` }));
   const keys = await redis.keys(`${run}:*`);
   if (keys.length > 0) await redis.del(...keys);
   await redis.quit();
+} catch (err) {
+  if (!(err instanceof Done)) throw err;
 } finally {
   await Promise.all(children.map((c) => c.stop()));
   await dropBenchSchema(run);
+  if (baseline !== undefined) await dropBenchSchema(`${run}b`);
 }
 
 if (args.has('--write')) writeResults('feature-cost', lines);

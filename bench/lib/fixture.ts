@@ -22,11 +22,11 @@ export function oneNodeFleet(url: string, model: string): string {
 }
 
 /** `switchyard gateway` in front of one node, its state in `schema` of the bench Postgres. */
-export function startBenchGateway(url: string, model: string, schema: string, env: NodeJS.ProcessEnv = {}): Promise<Child> {
+export function startBenchGateway(url: string, model: string, schema: string, env: NodeJS.ProcessEnv = {}, nodeArgs: readonly string[] = [], cli = CLI): Promise<Child> {
   const dir = oneNodeFleet(url, model);
-  return startNode(CLI, ['gateway', '--config', join(dir, 'regions.yaml'), '--port', '0'], 'gateway listening', {
+  return startNode(cli, ['gateway', '--config', join(dir, 'regions.yaml'), '--port', '0'], 'gateway listening', {
     DATABASE_URL: BENCH_PG, SWITCHYARD_DATABASE_SCHEMA: schema, SWITCHYARD_DATA_DIR: dir, ...env,
-  });
+  }, nodeArgs);
 }
 
 export async function dropBenchSchema(schema: string): Promise<void> {
