@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { RedisClient } from '../redis-connection.js';
+import { TickBatcher } from '../tick-batcher.js';
 import { DEFAULT_LEASE_TTL_MS, type AdmitResult, type KeyLimits, type LimitReason, type RateLimiter } from './rate-limiter.js';
 
 /*
@@ -27,53 +28,72 @@ end
 `;
 
 /**
- * admit
+ * admit: the admissions of one key that arrived in one event-loop turn, in order
  * KEYS[1] bucket hash (r: request tokens, t: tokens, at: last refill ms)
  * KEYS[2] concurrency leases (sorted set: lease id scored by expiry ms)
  * ARGV[1] requests/min (0 = unlimited)   ARGV[2] tokens/min (0 = unlimited)
- * ARGV[3] max concurrent (0 = unlimited) ARGV[4] cost in tokens
- * ARGV[5] lease id                       ARGV[6] lease TTL ms
- * Returns {allowed 0|1, reason 0 none|1 requests|2 tokens|3 concurrency, retryAfterMs,
- *          remaining requests, reset requests ms, remaining tokens, reset tokens ms}
+ * ARGV[3] max concurrent (0 = unlimited) ARGV[4] lease TTL ms
+ * then per admission: cost in tokens, lease id
+ * Returns per admission {allowed 0|1, reason 0 none|1 requests|2 tokens|3 concurrency,
+ *   retryAfterMs, remaining requests, reset requests ms, remaining tokens, reset tokens ms}
  */
 const ADMIT = `${COMMON}
 local maxc = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
-local reason = 0
-local retry = 0
-if rpm > 0 and r < 1 then
-  reason = 1; retry = (1 - r) * 60000 / rpm
-elseif tpm > 0 and cost > tpm then
-  reason = 2; retry = 60000
-elseif tpm > 0 and tok < cost then
-  reason = 2; retry = (cost - tok) * 60000 / tpm
-elseif maxc > 0 and redis.call('ZCARD', KEYS[2]) >= maxc then
-  reason = 3; retry = 1000
-end
-if reason == 0 then
-  r = r - 1
-  tok = tok - cost
-  if maxc > 0 then
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
-    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
+local ttl = tonumber(ARGV[4])
+local open = 0
+if maxc > 0 then open = redis.call('ZCARD', KEYS[2]) end
+local leased = false
+local out = {}
+for i = 5, #ARGV, 2 do
+  local cost = tonumber(ARGV[i])
+  local reason = 0
+  local retry = 0
+  if rpm > 0 and r < 1 then
+    reason = 1; retry = (1 - r) * 60000 / rpm
+  elseif tpm > 0 and cost > tpm then
+    reason = 2; retry = 60000
+  elseif tpm > 0 and tok < cost then
+    reason = 2; retry = (cost - tok) * 60000 / tpm
+  elseif maxc > 0 and open >= maxc then
+    reason = 3; retry = 1000
   end
+  if reason == 0 then
+    r = r - 1
+    tok = tok - cost
+    if maxc > 0 then
+      redis.call('ZADD', KEYS[2], now + ttl, ARGV[i + 1])
+      open = open + 1
+      leased = true
+    end
+  end
+  local resetR = 0
+  local resetT = 0
+  if rpm > 0 then resetR = math.ceil((rpm - r) * 60000 / rpm) end
+  if tpm > 0 then resetT = math.ceil((tpm - tok) * 60000 / tpm) end
+  out[#out + 1] = reason == 0 and 1 or 0
+  out[#out + 1] = reason
+  out[#out + 1] = math.ceil(retry)
+  out[#out + 1] = math.floor(math.max(0, r))
+  out[#out + 1] = resetR
+  out[#out + 1] = math.floor(math.max(0, tok))
+  out[#out + 1] = resetT
 end
+if leased then redis.call('PEXPIRE', KEYS[2], ttl) end
 save()
-local resetR = 0
-local resetT = 0
-if rpm > 0 then resetR = math.ceil((rpm - r) * 60000 / rpm) end
-if tpm > 0 then resetT = math.ceil((tpm - tok) * 60000 / tpm) end
-return {reason == 0 and 1 or 0, reason, math.ceil(retry), math.floor(math.max(0, r)), resetR, math.floor(math.max(0, tok)), resetT}
+return out
 `;
 
 /**
- * settle
+ * settle: the ends of one key's requests in one event-loop turn
  * KEYS[1] bucket hash  KEYS[2] concurrency leases
- * ARGV[1] requests/min  ARGV[2] tokens/min  ARGV[3] lease id  ARGV[4] tokens to give back (negative: charge)
+ * ARGV[1] requests/min  ARGV[2] tokens/min
+ * then per request: lease id, tokens to give back (negative: charge)
  */
 const SETTLE = `${COMMON}
-redis.call('ZREM', KEYS[2], ARGV[3])
-if tpm > 0 then tok = math.min(tpm, tok + tonumber(ARGV[4])) end
+for i = 3, #ARGV, 2 do
+  redis.call('ZREM', KEYS[2], ARGV[i])
+  if tpm > 0 then tok = math.min(tpm, tok + tonumber(ARGV[i + 1])) end
+end
 save()
 return 1
 `;
@@ -164,11 +184,30 @@ export interface Slice {
 /** How long a region's leased concurrency slot lives at the home unless the region renews it. */
 export const SLOT_TTL_MS = 30_000;
 
-/** Limits shared by every gateway replica: one EVALSHA per admission and one per settle. */
+interface Admission {
+  readonly limits: KeyLimits;
+  readonly tokens: number;
+  readonly leaseId: string;
+}
+
+interface Settlement {
+  readonly limits: KeyLimits;
+  readonly leaseId: string;
+  readonly giveBack: number;
+}
+
+/**
+ * Limits shared by every gateway replica. The admissions of one key that arrive in one event-loop
+ * turn go to Redis as one EVALSHA, and so do its settles: under load, one command serves many
+ * requests. (A key's limits are those of the turn's first request: a change takes effect from the
+ * next turn.)
+ */
 export class RedisRateLimiter implements RateLimiter {
   private readonly redis: LimiterRedis;
   private readonly prefix: string;
   private readonly leaseTtlMs: number;
+  private readonly admissions = new TickBatcher<Admission, AdmitResult>((keyId, items) => this.admitMany(keyId, items));
+  private readonly settlements = new TickBatcher<Settlement, void>((keyId, items) => this.settleMany(keyId, items));
 
   constructor(opts: { redis: RedisClient; keyPrefix: string; leaseTtlMs?: number }) {
     this.redis = opts.redis as LimiterRedis;
@@ -189,30 +228,47 @@ export class RedisRateLimiter implements RateLimiter {
     return [`${this.prefix}rl:{${keyId}}:bucket`, `${this.prefix}rl:{${keyId}}:leases`];
   }
 
-  async admit(keyId: string, limits: KeyLimits, tokens: number): Promise<AdmitResult> {
-    const [bucket, leases] = this.keys(keyId);
-    const leaseId = randomUUID();
-    const res = await this.redis.switchyardAdmit(
-      bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, limits.maxConcurrent, tokens, leaseId, this.leaseTtlMs,
-    );
-    const allowed = res[0] === 1;
-    return {
-      allowed,
-      reason: REASONS[res[1] ?? 0],
-      retryAfterMs: res[2] ?? 0,
-      leaseId: allowed ? leaseId : undefined,
-      limitRequests: limits.requestsPerMinute,
-      remainingRequests: limits.requestsPerMinute > 0 ? (res[3] ?? 0) : 0,
-      resetRequestsMs: res[4] ?? 0,
-      limitTokens: limits.tokensPerMinute,
-      remainingTokens: limits.tokensPerMinute > 0 ? (res[5] ?? 0) : 0,
-      resetTokensMs: res[6] ?? 0,
-    };
+  admit(keyId: string, limits: KeyLimits, tokens: number): Promise<AdmitResult> {
+    return this.admissions.add(keyId, { limits, tokens, leaseId: randomUUID() });
   }
 
-  async settle(keyId: string, limits: KeyLimits, leaseId: string, reservedTokens: number, actualTokens: number): Promise<void> {
+  settle(keyId: string, limits: KeyLimits, leaseId: string, reservedTokens: number, actualTokens: number): Promise<void> {
+    return this.settlements.add(keyId, { limits, leaseId, giveBack: reservedTokens - actualTokens });
+  }
+
+  private async admitMany(keyId: string, items: readonly Admission[]): Promise<AdmitResult[]> {
     const [bucket, leases] = this.keys(keyId);
-    await this.redis.switchyardSettle(bucket, leases, limits.requestsPerMinute, limits.tokensPerMinute, leaseId, reservedTokens - actualTokens);
+    const limits = (items[0] as Admission).limits;
+    const args: (string | number)[] = [limits.requestsPerMinute, limits.tokensPerMinute, limits.maxConcurrent, this.leaseTtlMs];
+    for (const item of items) args.push(item.tokens, item.leaseId);
+    const res = await this.redis.switchyardAdmit(bucket, leases, ...args);
+    const out: AdmitResult[] = [];
+    for (let i = 0; i < items.length; i++) {
+      const o = i * 7;
+      const allowed = res[o] === 1;
+      out.push({
+        allowed,
+        reason: REASONS[res[o + 1] ?? 0],
+        retryAfterMs: res[o + 2] ?? 0,
+        leaseId: allowed ? (items[i] as Admission).leaseId : undefined,
+        limitRequests: limits.requestsPerMinute,
+        remainingRequests: limits.requestsPerMinute > 0 ? (res[o + 3] ?? 0) : 0,
+        resetRequestsMs: res[o + 4] ?? 0,
+        limitTokens: limits.tokensPerMinute,
+        remainingTokens: limits.tokensPerMinute > 0 ? (res[o + 5] ?? 0) : 0,
+        resetTokensMs: res[o + 6] ?? 0,
+      });
+    }
+    return out;
+  }
+
+  private async settleMany(keyId: string, items: readonly Settlement[]): Promise<void[]> {
+    const [bucket, leases] = this.keys(keyId);
+    const limits = (items[0] as Settlement).limits;
+    const args: (string | number)[] = [limits.requestsPerMinute, limits.tokensPerMinute];
+    for (const item of items) args.push(item.leaseId, item.giveBack);
+    await this.redis.switchyardSettle(bucket, leases, ...args);
+    return new Array<void>(items.length);
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { RedisClient } from '../../core/redis-connection.js';
+import { TickBatcher } from '../../core/tick-batcher.js';
 import { DEFAULT_LEDGER_LEASE_TTL_MS, type CapacityLedger, type HeldLease, type LedgerNode, type NodeTotals, type ReserveOutcome } from './ledger.js';
 
 /*
@@ -27,32 +28,53 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0
 `;
 
 /**
- * ARGV: lease id, TTL ms, cost, candidate count, then per candidate: node id, max sequences,
- * token budget. Returns {granted index or -1, s1, t1, s2, t2, …}.
+ * The reservations of one event-loop turn, in order. ARGV: TTL ms, then per reservation: lease id,
+ * cost, candidate count, then per candidate: node id, max sequences, token budget. Returns per
+ * reservation {granted index or -1, s1, t1, s2, t2, …}.
  */
 const RESERVE = `${PURGE}
-local cost = tonumber(ARGV[3])
-local out = {-1}
-for i = 0, tonumber(ARGV[4]) - 1 do
-  local id = ARGV[5 + i * 3]
-  local s = tonumber(redis.call('HGET', KEYS[1], 's:' .. id) or '0')
-  local tk = tonumber(redis.call('HGET', KEYS[1], 't:' .. id) or '0')
-  if out[1] < 0 and s < tonumber(ARGV[6 + i * 3]) and (s == 0 or tk + cost <= tonumber(ARGV[7 + i * 3])) then
-    out[1] = i
-    s = redis.call('HINCRBY', KEYS[1], 's:' .. id, 1)
-    tk = redis.call('HINCRBY', KEYS[1], 't:' .. id, cost)
-    redis.call('HSET', KEYS[3], ARGV[1], cost .. '|' .. id)
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+local expires = now + tonumber(ARGV[1])
+local out = {}
+local a = 2
+while a <= #ARGV do
+  local lease = ARGV[a]
+  local cost = tonumber(ARGV[a + 1])
+  local n = tonumber(ARGV[a + 2])
+  local at = #out + 1
+  out[at] = -1
+  for i = 0, n - 1 do
+    local c = a + 3 + i * 3
+    local id = ARGV[c]
+    local s = tonumber(redis.call('HGET', KEYS[1], 's:' .. id) or '0')
+    local tk = tonumber(redis.call('HGET', KEYS[1], 't:' .. id) or '0')
+    if out[at] < 0 and s < tonumber(ARGV[c + 1]) and (s == 0 or tk + cost <= tonumber(ARGV[c + 2])) then
+      out[at] = i
+      s = redis.call('HINCRBY', KEYS[1], 's:' .. id, 1)
+      tk = redis.call('HINCRBY', KEYS[1], 't:' .. id, cost)
+      redis.call('HSET', KEYS[3], lease, cost .. '|' .. id)
+      redis.call('ZADD', KEYS[2], expires, lease)
+    end
+    out[#out + 1] = s
+    out[#out + 1] = tk
   end
-  out[#out + 1] = s
-  out[#out + 1] = tk
+  a = a + 3 + n * 3
 end
 return out
 `;
 
-/** ARGV: lease id. Returns {node, sequences, tokens} after, or {} when the lease was gone. */
+/**
+ * The releases of one event-loop turn. ARGV: lease ids. Returns per lease {node, sequences,
+ * tokens} after it, or {'', 0, 0} when the lease was gone.
+ */
 const RELEASE = `${PURGE}
-return drop(ARGV[1]) or {}
+local out = {}
+for i = 1, #ARGV do
+  local r = drop(ARGV[i]) or {'', 0, 0}
+  out[#out + 1] = r[1]
+  out[#out + 1] = r[2]
+  out[#out + 1] = r[3]
+end
+return out
 `;
 
 /**
@@ -84,16 +106,27 @@ return redis.call('HGETALL', KEYS[1])
 
 type LedgerRedis = RedisClient & {
   switchyardLedgerReserve(k1: string, k2: string, k3: string, ...args: (string | number)[]): Promise<number[]>;
-  switchyardLedgerRelease(k1: string, k2: string, k3: string, leaseId: string): Promise<[string, number, number] | []>;
+  switchyardLedgerRelease(k1: string, k2: string, k3: string, ...leaseIds: string[]): Promise<(string | number)[]>;
   switchyardLedgerRenew(k1: string, k2: string, k3: string, ...args: (string | number)[]): Promise<number>;
   switchyardLedgerSnapshot(k1: string, k2: string, k3: string): Promise<string[]>;
 };
 
-/** The ledger every gateway replica shares: one EVALSHA per reserve, release, renew or snapshot. */
+interface Reservation {
+  readonly leaseId: string;
+  readonly cost: number;
+  readonly candidates: readonly LedgerNode[];
+}
+
+/**
+ * The ledger every gateway replica shares. The reservations of one event-loop turn go to Redis as
+ * one EVALSHA, and so do its releases; renewals and snapshots are one each.
+ */
 export class RedisLedger implements CapacityLedger {
   private readonly redis: LedgerRedis;
   private readonly keys: [string, string, string];
   readonly leaseTtlMs: number;
+  private readonly reservations = new TickBatcher<Reservation, ReserveOutcome>((_, items) => this.reserveMany(items));
+  private readonly releases = new TickBatcher<string, NodeTotals | undefined>((_, ids) => this.releaseMany(ids));
 
   constructor(opts: { redis: RedisClient; keyPrefix: string; leaseTtlMs?: number }) {
     this.redis = opts.redis as LedgerRedis;
@@ -108,24 +141,44 @@ export class RedisLedger implements CapacityLedger {
     }
   }
 
-  async reserve(leaseId: string, cost: number, candidates: readonly LedgerNode[]): Promise<ReserveOutcome> {
-    const args: (string | number)[] = [leaseId, this.leaseTtlMs, Math.ceil(cost), candidates.length];
-    for (const c of candidates) args.push(c.id, c.maxSequences, Math.floor(c.tokenBudget));
-    const res = await this.redis.switchyardLedgerReserve(...this.keys, ...args);
-    const sequences: number[] = [];
-    const tokens: number[] = [];
-    for (let i = 1; i < res.length; i += 2) {
-      sequences.push(res[i] as number);
-      tokens.push(res[i + 1] as number);
-    }
-    return { granted: res[0] as number, sequences, tokens };
+  reserve(leaseId: string, cost: number, candidates: readonly LedgerNode[]): Promise<ReserveOutcome> {
+    return this.reservations.add('', { leaseId, cost, candidates });
   }
 
-  async release(leaseId: string): Promise<NodeTotals | undefined> {
-    const res = await this.redis.switchyardLedgerRelease(...this.keys, leaseId);
-    if (res.length === 0) return undefined;
-    const [nodeId, sequences, tokens] = res as [string, number, number];
-    return { nodeId, sequences, tokens };
+  release(leaseId: string): Promise<NodeTotals | undefined> {
+    return this.releases.add('', leaseId);
+  }
+
+  private async reserveMany(items: readonly Reservation[]): Promise<ReserveOutcome[]> {
+    const args: (string | number)[] = [this.leaseTtlMs];
+    for (const r of items) {
+      args.push(r.leaseId, Math.ceil(r.cost), r.candidates.length);
+      for (const c of r.candidates) args.push(c.id, c.maxSequences, Math.floor(c.tokenBudget));
+    }
+    const res = await this.redis.switchyardLedgerReserve(...this.keys, ...args);
+    const out: ReserveOutcome[] = [];
+    let o = 0;
+    for (const r of items) {
+      const granted = res[o++] as number;
+      const sequences: number[] = [];
+      const tokens: number[] = [];
+      for (let i = 0; i < r.candidates.length; i++) {
+        sequences.push(res[o++] as number);
+        tokens.push(res[o++] as number);
+      }
+      out.push({ granted, sequences, tokens });
+    }
+    return out;
+  }
+
+  private async releaseMany(ids: readonly string[]): Promise<(NodeTotals | undefined)[]> {
+    const res = await this.redis.switchyardLedgerRelease(...this.keys, ...ids);
+    const out: (NodeTotals | undefined)[] = [];
+    for (let o = 0; o < res.length; o += 3) {
+      const nodeId = res[o] as string;
+      out.push(nodeId === '' ? undefined : { nodeId, sequences: res[o + 1] as number, tokens: res[o + 2] as number });
+    }
+    return out;
   }
 
   async renew(leases: readonly HeldLease[]): Promise<number> {

@@ -72,6 +72,27 @@ describe.each(implementations)('CapacityLedger contract: %s', (_name, make) => {
     expect(await ledger.snapshot()).toEqual([{ nodeId: 'a', sequences: 1, tokens: 30 }]);
   });
 
+  it('reservations and releases made together are applied one after another, in order', async () => {
+    // The Redis ledger sends the reservations (and the releases) of one event-loop turn as one script.
+    const [ledger] = make();
+    const a = node('a', 2, 1000);
+    const b = node('b', 1, 1000);
+    const [l1, l2, l3, l4] = [lease(), lease(), lease(), lease()];
+    expect(await Promise.all([ledger.reserve(l1, 600, [a, b]), ledger.reserve(l2, 600, [a, b]), ledger.reserve(l3, 100, [b]), ledger.reserve(l4, 100, [a])])).toEqual([
+      { granted: 0, sequences: [1, 0], tokens: [600, 0] },
+      { granted: 1, sequences: [1, 1], tokens: [600, 600] },
+      { granted: -1, sequences: [1], tokens: [600] },
+      { granted: 0, sequences: [2], tokens: [700] },
+    ]);
+    expect(await Promise.all([ledger.release(l1), ledger.release(l1), ledger.release('never-taken'), ledger.release(l2)])).toEqual([
+      { nodeId: 'a', sequences: 1, tokens: 100 },
+      undefined,
+      undefined,
+      { nodeId: 'b', sequences: 0, tokens: 0 },
+    ]);
+    expect(await ledger.release(l4)).toEqual({ nodeId: 'a', sequences: 0, tokens: 0 });
+  });
+
   it('two gateways reserving at once never over-commit a node', async () => {
     const [g1, g2] = make();
     const a = node('a', 10, 1_000_000);

@@ -100,6 +100,24 @@ describe.each(implementations)('RateLimiter contract: %s', (_name, make) => {
     for (let i = 0; i < 50; i++) expect((await rl.admit(key, limits(0, 0, 0), 1_000_000)).allowed).toBe(true);
   });
 
+  it('requests made together are decided one after another, in order', async () => {
+    // The Redis limiter sends the admissions (and the settles) of one event-loop turn as one script.
+    const rl = make();
+    const key = uniqueName('k');
+    const l = limits(0, 1000, 3);
+    const r = await Promise.all([400, 400, 400, 100, 50].map((cost) => rl.admit(key, l, cost)));
+    expect(r.map((x) => x.allowed)).toEqual([true, true, false, true, false]);
+    expect(r.map((x) => x.reason)).toEqual([undefined, undefined, 'tokens', undefined, 'concurrency']);
+    expect(r.map((x) => x.remainingTokens)).toEqual([600, 200, 200, 100, 100]);
+    const held = [r[0], r[1], r[3]].map((x) => x?.leaseId as string);
+    expect(new Set(held).size).toBe(3);
+    // Settled together: every slot is free again and the unused tokens are back.
+    await Promise.all(held.map((id) => rl.settle(key, l, id, 100, 0)));
+    const again = await Promise.all([1, 1, 1].map((cost) => rl.admit(key, l, cost)));
+    expect(again.map((x) => x.allowed)).toEqual([true, true, true]);
+    expect(again[0]?.remainingTokens).toBeGreaterThanOrEqual(399);
+  });
+
   it('keys are independent', async () => {
     const rl = make();
     const l = limits(1, 0, 0);
