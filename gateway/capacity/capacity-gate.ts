@@ -6,6 +6,7 @@ import type { CapacityLedger, HeldLease, LedgerNode } from '../../scheduler/capa
 import type { Fleet, RegionRoute } from '../../scheduler/fleet.js';
 import type { NodeState } from '../../scheduler/node-state.js';
 import type { ExpectedCompletionPolicy } from '../../scheduler/placement/expected-completion.js';
+import type { CancelSignal } from '../upstream/cancel-signal.js';
 import type { CapacityMetrics } from './capacity-metrics.js';
 
 export interface AdmissionRequest {
@@ -24,7 +25,7 @@ export interface AdmissionRequest {
   readonly deadlineAt: number;
   readonly affinityKey: string | undefined;
   /** Aborted when the client goes away: the request leaves the queue at once. */
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
 }
 
 /** Capacity held on one node for one request. `release` exactly once (extra calls do nothing). */

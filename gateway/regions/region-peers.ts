@@ -7,6 +7,7 @@ import type { StoredResponse } from '../../core/storage/response-store.js';
 import type { SliceSource } from '../../core/ratelimit/leased-rate-limiter.js';
 import type { KeyLimits } from '../../core/ratelimit/rate-limiter.js';
 import type { Slice } from '../../core/ratelimit/redis-rate-limiter.js';
+import { undiciSignal, type CancelSignal } from '../upstream/cancel-signal.js';
 import { expectedRemoteSeconds, type RegionSummary } from './region-summary.js';
 
 export interface RegionPeersOptions {
@@ -54,7 +55,7 @@ export interface ForwardedCall {
   /** Milliseconds the request may still wait for capacity there. */
   readonly remainingMs: number;
   readonly affinityKey: string | undefined;
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
 }
 
 /**
@@ -263,7 +264,7 @@ export class RegionPeers {
       method: 'POST',
       headers,
       body: call.body,
-      signal: call.signal,
+      signal: undiciSignal(call.signal),
       // The remote gateway may queue the request up to its deadline before answering.
       headersTimeout: call.remainingMs + this.opts.idleTimeoutMs,
       bodyTimeout: this.opts.idleTimeoutMs,

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import { ErrorCode, SwitchyardError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -8,6 +7,7 @@ import type { PriorityClass } from '../../scheduler/admission/fair-queue.js';
 import type { CapacityGate } from '../capacity/capacity-gate.js';
 import type { GatewayMetrics } from '../gateway-metrics.js';
 import { backoffDelayMs, retryAfterMs } from './backoff.js';
+import { RequestCancel, sleepUnlessCancelled, undiciSignal, type CancelSignal } from './cancel-signal.js';
 import type { NodeHealth } from './node-health.js';
 import { normaliseUpstreamError } from './normalise-error.js';
 import type { UpstreamPools } from './upstream-pools.js';
@@ -32,7 +32,7 @@ export interface ProxyCall {
   readonly requestId: string;
   readonly route: readonly RegionRoute[];
   /** Aborted when the client goes away: stops retries and the upstream request. */
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   /** Admission: queue order, fair share and how long the request may wait for capacity. */
   readonly priority: PriorityClass;
   readonly tenant: string;
@@ -86,17 +86,17 @@ export class UpstreamProxy {
 
   async open(call: ProxyCall): Promise<OpenUpstream> {
     const admitted = call.admitted;
-    if (admitted === undefined) return this.openAdmitted(call);
+    if (admitted === undefined) return this.openAdmitted(call, call.signal, undefined);
     // A refusal must not wait for capacity first: it aborts the reservation (queued or not).
-    const refused = new AbortController();
+    const signal = RequestCancel.linkedTo(call.signal);
     const limits = admitted.then(
       () => undefined,
       (error: unknown) => {
-        refused.abort();
+        signal.abort();
         throw error;
       },
     );
-    const opened = this.openAdmitted({ ...call, signal: AbortSignal.any([call.signal, refused.signal]), admitted: limits }).catch(async (error: unknown) => {
+    const opened = this.openAdmitted(call, signal, limits).catch(async (error: unknown) => {
       // The limiter's refusal, not the abort it caused, is what the client hears.
       await limits;
       throw error;
@@ -111,7 +111,8 @@ export class UpstreamProxy {
     return opened;
   }
 
-  private async openAdmitted(call: ProxyCall): Promise<OpenUpstream> {
+  /** `signal` and `admitted` replace the call's own (no copy of the call per request). */
+  private async openAdmitted(call: ProxyCall, signal: CancelSignal, admitted: Promise<void> | undefined): Promise<OpenUpstream> {
     const started = this.now();
     const deadline = started + this.settings.retryBudgetMs;
     let tried: Set<NodeState> | undefined = call.exclude === undefined ? undefined : new Set(call.exclude);
@@ -131,7 +132,7 @@ export class UpstreamProxy {
           weight: call.weight,
           deadlineAt: call.deadlineAt,
           affinityKey: call.affinityKey,
-          signal: call.signal,
+          signal,
         });
       } catch (error) {
         // Every remaining node failed already: report the last failure, not "no healthy node".
@@ -141,21 +142,21 @@ export class UpstreamProxy {
       queuedMs += grant.waitedMs;
       const node = grant.node;
       const release = grant.release;
-      if (attempt === 0 && call.admitted !== undefined) {
+      if (attempt === 0 && admitted !== undefined) {
         try {
-          await call.admitted;
+          await admitted;
         } catch (error) {
           release();
           throw error;
         }
       }
-      const result = await this.attempt(node, call);
+      const result = await this.attempt(node, call, signal);
       if ('statusCode' in result) {
         this.health.recordSuccess(node);
         return { node, statusCode: result.statusCode, headers: result.headers, body: result.body, attempts: attempt + 1, queuedMs, release };
       }
       release();
-      if (call.signal.aborted) throw new SwitchyardError(ErrorCode.InvalidRequest, 'client closed the request', { status: 499 });
+      if (signal.aborted) throw new SwitchyardError(ErrorCode.InvalidRequest, 'client closed the request', { status: 499 });
       last = result;
       this.metrics.upstreamErrors.inc({ node: node.id, reason: result.reason });
       if (result.kind === 'status' && !RETRYABLE_STATUS.has(result.status)) throw this.finalError(result, node);
@@ -171,7 +172,7 @@ export class UpstreamProxy {
       this.metrics.retries.inc({ reason: result.reason });
       if (wait > 0) {
         try {
-          await sleep(wait, undefined, { signal: call.signal });
+          await sleepUnlessCancelled(wait, signal);
         } catch {
           throw new SwitchyardError(ErrorCode.InvalidRequest, 'client closed the request', { status: 499 });
         }
@@ -185,7 +186,7 @@ export class UpstreamProxy {
     throw this.finalError(last, undefined);
   }
 
-  private async attempt(node: NodeState, call: ProxyCall): Promise<Dispatcher.ResponseData | Failure> {
+  private async attempt(node: NodeState, call: ProxyCall, signal: CancelSignal): Promise<Dispatcher.ResponseData | Failure> {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.pools.get(node).request({
@@ -193,7 +194,7 @@ export class UpstreamProxy {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-request-id': call.requestId, ...node.spec.headers },
         body: call.body,
-        signal: call.signal,
+        signal: undiciSignal(signal),
         headersTimeout: this.settings.firstByteTimeoutMs,
         bodyTimeout: this.settings.idleTimeoutMs,
       });

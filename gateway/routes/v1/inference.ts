@@ -4,6 +4,7 @@ import { PRIORITY_CLASSES, type PriorityClass } from '../../../scheduler/admissi
 import type { RegionRoute } from '../../../scheduler/fleet.js';
 import type { GatewayDeps } from '../../gateway-deps.js';
 import { rawBodyOf, type CallContext } from '../../request-context.js';
+import { RequestCancel } from '../../upstream/cancel-signal.js';
 import type { OpenUpstream } from '../../upstream/proxy.js';
 import { endWithFailure, relaySse } from '../../upstream/stream-relay.js';
 import { continuationBody, StreamLegs } from '../../upstream/stream-continuation.js';
@@ -67,10 +68,10 @@ async function handle(
     ? JSON.stringify({ ...body, stream_options: { ...body.stream_options, include_usage: true } })
     : raw;
 
-  const abort = new AbortController();
+  const cancel = new RequestCancel();
   const res = reply.raw;
   res.once('close', () => {
-    if (!res.writableFinished) abort.abort();
+    if (!res.writableFinished) cancel.abort();
   });
 
   const affinityKey = affinityKeyOf(request, body);
@@ -79,7 +80,7 @@ async function handle(
     if (admission !== undefined) await admission;
     const spilled = await trySpill(deps, {
       path, request, reply, call, model: body.model, route, stream, clientWantsUsage, body: upstreamBody, costTokens,
-      workTokens: estimate.work, priority, deadlineAt, affinityKey, signal: abort.signal, onlyTo: askedPeer,
+      workTokens: estimate.work, priority, deadlineAt, affinityKey, signal: cancel, onlyTo: askedPeer,
     });
     if (spilled) return;
     if (askedPeer !== undefined) {
@@ -98,7 +99,7 @@ async function handle(
     body: upstreamBody,
     requestId: request.id,
     route,
-    signal: abort.signal,
+    signal: cancel,
     priority,
     // A request forwarded by another region queues for the origin's tenant.
     tenant: call.key?.tenantId ?? call.forwarded?.tenant ?? '',
@@ -122,7 +123,7 @@ async function handle(
         const continued = continuationBody(path, body as unknown as Record<string, unknown>, text, tokens, failed.node.spec.engine);
         if (continued === undefined) return undefined;
         return deps.proxy.open({
-          path, model: body.model, costTokens, workTokens: estimate.work, body: continued, requestId: request.id, route, signal: abort.signal, priority,
+          path, model: body.model, costTokens, workTokens: estimate.work, body: continued, requestId: request.id, route, signal: cancel, priority,
           tenant: call.key?.tenantId ?? call.forwarded?.tenant ?? '', weight: call.key?.tenantWeight ?? call.forwarded?.weight ?? 1,
           deadlineAt: Date.now() + deps.settings.firstByteTimeoutMs, affinityKey, exclude: tried,
         });

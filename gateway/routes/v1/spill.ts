@@ -5,6 +5,7 @@ import type { RegionRoute } from '../../../scheduler/fleet.js';
 import type { GatewayDeps } from '../../gateway-deps.js';
 import type { SpillChoice } from '../../regions/region-peers.js';
 import type { CallContext } from '../../request-context.js';
+import type { CancelSignal } from '../../upstream/cancel-signal.js';
 import { extractUsage } from '../../upstream/sse.js';
 import { relaySse } from '../../upstream/stream-relay.js';
 import { openEventStream } from './event-stream.js';
@@ -27,7 +28,7 @@ export interface SpillCandidate {
   readonly priority: PriorityClass;
   readonly deadlineAt: number;
   readonly affinityKey: string | undefined;
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
   /** `x-switchyard-region` named this standalone region: forward there, whatever the arithmetic says. */
   readonly onlyTo?: string | undefined;
 }
