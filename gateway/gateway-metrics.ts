@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { HotCounter, HotHistogram } from '../core/hot-metrics.js';
 import type { Fleet } from '../scheduler/fleet.js';
 import type { NodeState } from '../scheduler/node-state.js';
 
@@ -36,14 +37,15 @@ const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 
  * (from configuration), reason (a fixed set). Never keys, tenants' ids or request ids.
  */
 export class GatewayMetrics {
-  readonly requests: Counter<'route' | 'status_class'>;
-  readonly duration: Histogram<'route'>;
-  readonly ttft: Histogram<'model' | 'region'>;
-  readonly timePerOutputToken: Histogram<'model' | 'region'>;
-  readonly overhead: Histogram<'route'>;
-  readonly modelRequests: Counter<'model' | 'region' | 'status_class'>;
-  readonly tokens: Counter<'model' | 'region' | 'direction'>;
-  readonly nodeTokens: Counter<'node' | 'region'>;
+  // Per-request metrics: hot-metrics children (plain numbers, read at scrape time).
+  readonly requests: HotCounter<'route' | 'status_class'>;
+  readonly duration: HotHistogram<'route'>;
+  readonly ttft: HotHistogram<'model' | 'region'>;
+  readonly timePerOutputToken: HotHistogram<'model' | 'region'>;
+  readonly overhead: HotHistogram<'route'>;
+  readonly modelRequests: HotCounter<'model' | 'region' | 'status_class'>;
+  readonly tokens: HotCounter<'model' | 'region' | 'direction'>;
+  readonly nodeTokens: HotCounter<'node' | 'region'>;
   readonly upstreamErrors: Counter<'node' | 'reason'>;
   /** Streams whose node failed after the first byte: continued on another node, or ended. */
   readonly failovers: Counter<'reason' | 'result'>;
@@ -58,6 +60,12 @@ export class GatewayMetrics {
   private readonly tokenChildren = new Map<string, Map<string, readonly [{ inc(v: number): void }, { inc(v: number): void }, { inc(v: number): void }]>>();
   private readonly modelChildren = new Map<string, Map<string, Array<{ inc(): void }>>>();
   private readonly perTokenChildren = new Map<string, Map<string, { observe(v: number): void }>>();
+  private readonly ttftChildren = new Map<string, Map<string, { observe(v: number): void }>>();
+
+  /** Streaming: time from request received to the first event sent, in seconds. */
+  observeTimeToFirstToken(model: string, region: string, seconds: number): void {
+    nested(this.ttftChildren, model, region, () => this.ttft.labels(model, region)).observe(seconds);
+  }
 
   /** Adds the tokens an engine reported, by model and the serving node; children resolved once. */
   countTokens(model: string, node: NodeState, prompt: number, completion: number): void {
@@ -111,58 +119,14 @@ export class GatewayMetrics {
 
   constructor(registry: Registry, fleet: Fleet) {
     const registers = [registry];
-    this.requests = new Counter({
-      name: 'switchyard_http_requests_total',
-      help: 'Requests answered, by route and status class (2xx, 4xx, 5xx).',
-      labelNames: ['route', 'status_class'],
-      registers,
-    });
-    this.duration = new Histogram({
-      name: 'switchyard_http_request_duration_seconds',
-      help: 'Time from request received to response ended (streams included), by route.',
-      labelNames: ['route'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.ttft = new Histogram({
-      name: 'switchyard_time_to_first_token_seconds',
-      help: 'Streaming requests: time from request received to the first event sent to the client.',
-      labelNames: ['model', 'region'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.timePerOutputToken = new Histogram({
-      name: 'switchyard_time_per_output_token_seconds',
-      help: 'Streaming requests: mean time between output tokens after the first (inter-token latency), by model and serving region.',
-      labelNames: ['model', 'region'],
-      buckets: [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1],
-      registers,
-    });
-    this.overhead = new Histogram({
-      name: 'switchyard_gateway_overhead_seconds',
-      help: 'Time a request spent in the gateway itself: its whole duration minus waiting for capacity and for the upstream (headers and body).',
-      labelNames: ['route'],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
-      registers,
-    });
-    this.modelRequests = new Counter({
-      name: 'switchyard_model_requests_total',
-      help: 'Inference requests answered, by model, the region that served them (the gateway\'s own when none did) and status class.',
-      labelNames: ['model', 'region', 'status_class'],
-      registers,
-    });
-    this.tokens = new Counter({
-      name: 'switchyard_tokens_total',
-      help: 'Tokens reported by the engines, by model, serving region and direction (prompt, completion).',
-      labelNames: ['model', 'region', 'direction'],
-      registers,
-    });
-    this.nodeTokens = new Counter({
-      name: 'switchyard_node_generated_tokens_total',
-      help: 'Output tokens the engines reported, by node: rate() is the tokens/s each node delivers through this gateway.',
-      labelNames: ['node', 'region'],
-      registers,
-    });
+    this.requests = new HotCounter('switchyard_http_requests_total', 'Requests answered, by route and status class (2xx, 4xx, 5xx).', ['route', 'status_class'], registry);
+    this.duration = new HotHistogram('switchyard_http_request_duration_seconds', 'Time from request received to response ended (streams included), by route.', ['route'], LATENCY_BUCKETS, registry);
+    this.ttft = new HotHistogram('switchyard_time_to_first_token_seconds', 'Streaming requests: time from request received to the first event sent to the client.', ['model', 'region'], LATENCY_BUCKETS, registry);
+    this.timePerOutputToken = new HotHistogram('switchyard_time_per_output_token_seconds', 'Streaming requests: mean time between output tokens after the first (inter-token latency), by model and serving region.', ['model', 'region'], [0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1], registry);
+    this.overhead = new HotHistogram('switchyard_gateway_overhead_seconds', 'Time a request spent in the gateway itself: its whole duration minus waiting for capacity and for the upstream (headers and body).', ['route'], [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1], registry);
+    this.modelRequests = new HotCounter('switchyard_model_requests_total', 'Inference requests answered, by model, the region that served them (the gateway\'s own when none did) and status class.', ['model', 'region', 'status_class'], registry);
+    this.tokens = new HotCounter('switchyard_tokens_total', 'Tokens reported by the engines, by model, serving region and direction (prompt, completion).', ['model', 'region', 'direction'], registry);
+    this.nodeTokens = new HotCounter('switchyard_node_generated_tokens_total', 'Output tokens the engines reported, by node: rate() is the tokens/s each node delivers through this gateway.', ['node', 'region'], registry);
     this.upstreamErrors = new Counter({
       name: 'switchyard_upstream_errors_total',
       help: 'Failed upstream attempts, by node and reason (connect_refused, connect_timeout, reset, first_byte_timeout, idle_timeout, http_429, http_5xx, dropped).',

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { HotHistogram } from '../../core/hot-metrics.js';
 import { PRIORITY_CLASSES, type PriorityClass } from '../../scheduler/admission/fair-queue.js';
 import type { Fleet } from '../../scheduler/fleet.js';
 import type { NodeState } from '../../scheduler/node-state.js';
@@ -25,13 +26,14 @@ export class CapacityMetrics {
 
   constructor(registry: Registry, fleet: Fleet, horizonSeconds: number) {
     const registers = [registry];
-    const waitHistogram = new Histogram({
-      name: 'switchyard_queue_wait_seconds',
-      help: 'Time requests waited in the admission queue before capacity was granted (0 when placed at once), by priority class.',
-      labelNames: ['priority'],
-      buckets: WAIT_BUCKETS,
-      registers,
-    });
+    // Observed on every request: a hot-metrics histogram (no label hashing per observation).
+    const waitHistogram = new HotHistogram(
+      'switchyard_queue_wait_seconds',
+      'Time requests waited in the admission queue before capacity was granted (0 when placed at once), by priority class.',
+      ['priority'],
+      WAIT_BUCKETS,
+      registry,
+    );
     this.wait = PRIORITY_CLASSES.map((p) => waitHistogram.labels(p));
     const rejected = new Counter({
       name: 'switchyard_queue_rejections_total',

@@ -192,7 +192,7 @@ async function relay(
       clientWantsUsage,
       onFirstEvent: () => {
         call.ttftMs ??= reply.elapsedTime;
-        if (leg === first) deps.metrics.ttft.observe({ model, region: leg.node.spec.regionId }, call.ttftMs / 1000);
+        if (leg === first) deps.metrics.observeTimeToFirstToken(model, leg.node.spec.regionId, call.ttftMs / 1000);
       },
       endedBy: () => (nodeDown ? 'node_down' : undefined),
       ...(legs === undefined ? {} : { onWritten: (e: Buffer) => legs.keep(e), keepOpenOnFailure: true, ...(leg === first ? {} : { rewrite: (e: Buffer) => legs.rewrite(e) }) }),

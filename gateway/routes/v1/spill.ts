@@ -136,7 +136,7 @@ async function relayForwarded(deps: GatewayDeps, c: SpillCandidate, res: Dispatc
     clientWantsUsage: c.clientWantsUsage,
     onFirstEvent: () => {
       c.call.ttftMs = c.reply.elapsedTime;
-      deps.metrics.ttft.observe({ model: c.model, region }, c.call.ttftMs / 1000);
+      deps.metrics.observeTimeToFirstToken(c.model, region, c.call.ttftMs / 1000);
     },
   });
   c.call.usage = result.usage;
