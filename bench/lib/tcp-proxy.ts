@@ -7,15 +7,15 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
  * every open connection and refuses new ones, as a crashed server does; `restore()` accepts again.
  * With `delayMs` every chunk is held that long in each direction (a link between regions: the
  * round trip grows by twice it); `connections` counts the connections accepted, and with
- * `recording` on, `clientChunks` the times of the clients' writes (a pipeline is one write).
+ * `recording` on, `clientChunks` holds what the clients wrote and when (a pipeline is one write).
  */
 export class TcpProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
   port = 0;
   connections = 0;
-  /** When each chunk from a client arrived (performance.now()), while `recording`. */
-  readonly clientChunks: number[] = [];
+  /** Each chunk from a client, while `recording`: when it arrived (performance.now()) and its bytes. */
+  readonly clientChunks: { readonly at: number; readonly data: Buffer; readonly connection: number }[] = [];
   recording = false;
 
   constructor(
@@ -26,7 +26,7 @@ export class TcpProxy {
 
   async start(port = 0): Promise<number> {
     const server = createServer((client) => {
-      this.connections++;
+      const connection = ++this.connections;
       const upstream = connect(this.targetPort, this.targetHost);
       for (const s of [client, upstream]) {
         this.sockets.add(s);
@@ -36,8 +36,8 @@ export class TcpProxy {
           upstream.destroy();
         });
       }
-      client.on('data', () => {
-        if (this.recording) this.clientChunks.push(performance.now());
+      client.on('data', (data: Buffer) => {
+        if (this.recording) this.clientChunks.push({ at: performance.now(), data, connection });
       });
       if (this.delayMs === 0) {
         client.pipe(upstream).pipe(client);

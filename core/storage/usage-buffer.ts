@@ -49,11 +49,10 @@ export class MemoryUsageBuffer implements UsageBuffer {
 type Serialised = Omit<UsageRecord, 'createdAt'> & { createdAt: string };
 
 /**
- * A Redis list shared by every gateway (RPUSH) and drained by workers. A push is sent at once, so
- * that it leaves in the same write as the rest of its request's end (the rate-limit settle and
- * the ledger release, which ioredis pipelines within one event-loop turn): no extra round trip
- * per request. While Redis is unreachable records wait in a bounded local queue and go out, in
- * order, when it returns. Draining is done by one worker at a time, which holds a short
+ * A Redis list shared by every gateway (RPUSH) and drained by workers. The records pushed during
+ * one event-loop turn go out as one RPUSH at the end of it (like the turn's settles and releases):
+ * no round trip per request. While Redis is unreachable records wait in a bounded local queue and
+ * go out, in order, when it returns. Draining is done by one worker at a time, which holds a short
  * lease (`SET NX PX`, renewed on every take), reads the head with LRANGE and removes exactly what it
  * wrote with LTRIM: only the lease holder ever removes, and producers only append at the tail.
  */
@@ -76,8 +75,11 @@ export class RedisUsageBuffer implements UsageBuffer {
       this.dropped++;
     }
     this.pending.push(JSON.stringify(record));
-    // A retry is scheduled while Redis is away: records queue behind it, in order.
-    if (!this.scheduled) void this.sendPending();
+    // One send per turn; while Redis is away a retry is scheduled and records queue behind it, in order.
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => void this.sendPending());
+    }
   }
 
   private async sendPending(): Promise<void> {
