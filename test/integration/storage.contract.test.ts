@@ -100,6 +100,24 @@ describe.each(['postgres', 'embedded'])('stores on %s', (which) => {
     for (const g of ['key', 'region', 'node'] as const) expect((await usage.aggregate({ from, to, groupBy: g })).length).toBeGreaterThan(0);
   });
 
+  it('UsageStore: every field is written as given, nulls and text with quotes and non-ASCII included', async () => {
+    const usage = new PgUsageStore(db());
+    const full = record({ requestId: 'req "quoted", é ✓', tenantId: 'acme', keyId: 'key_9', nodeId: 'n2', ttftMs: 12.25, durationMs: 40.5, status: 502, errorCode: 'upstream_error', failovers: 2, createdAt: new Date('2026-12-01T10:00:00.123Z') });
+    const bare = record({ tenantId: null, keyId: null, nodeId: null, ttftMs: null, errorCode: null });
+    expect(await usage.insertBatch([full, bare])).toBe(2);
+    const { rows } = await db().pool.query<Record<string, unknown>>(
+      `SELECT id, request_id, tenant_id, key_id, model, region, node_id, prompt_tokens, completion_tokens, ttft_ms, duration_ms, status,
+              error_code, created_at, failovers FROM usage_records WHERE id = ANY($1) ORDER BY id`,
+      [[full.id, bare.id]],
+    );
+    const asWritten = (r: UsageRecord): Record<string, unknown> => ({
+      id: r.id, request_id: r.requestId, tenant_id: r.tenantId, key_id: r.keyId, model: r.model, region: r.region, node_id: r.nodeId,
+      prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, ttft_ms: r.ttftMs, duration_ms: r.durationMs, status: r.status,
+      error_code: r.errorCode, created_at: r.createdAt, failovers: r.failovers ?? 0,
+    });
+    expect(rows).toEqual([full, bare].sort((a, b) => a.id.localeCompare(b.id)).map(asWritten));
+  });
+
   it('the pool never holds more connections than its size', async () => {
     await Promise.all(Array.from({ length: 200 }, () => db().pool.query('SELECT 1')));
     expect(db().pool.totalCount).toBeLessThanOrEqual(4);
