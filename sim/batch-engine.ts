@@ -30,6 +30,8 @@ export type TimerFactory = (tick: () => void, intervalMs: number) => () => void;
 export interface EngineOptions {
   readonly models: readonly string[];
   readonly tokensPerSecond: number;
+  /** Most tokens per second one sequence decodes; 0 or absent: no bound. */
+  readonly seqTokensPerSecond?: number;
   readonly maxSeqs: number;
   readonly ttftMs: number;
   /** Scheduler period in milliseconds. */
@@ -102,6 +104,7 @@ export class BatchEngine {
   constructor(opts: EngineOptions) {
     this.#opts = {
       tokensPerSecond: opts.tokensPerSecond,
+      seqTokensPerSecond: opts.seqTokensPerSecond ?? 0,
       maxSeqs: opts.maxSeqs,
       ttftMs: opts.ttftMs,
       tickMs: opts.tickMs ?? 5,
@@ -170,7 +173,9 @@ export class BatchEngine {
     this.#lastTick = now;
     let decoding = 0;
     for (const s of this.#running) if (s.phase === 'decode') decoding++;
-    const share = decoding === 0 ? 0 : (this.#opts.tokensPerSecond * dt) / 1000 / decoding;
+    const fair = decoding === 0 ? 0 : (this.#opts.tokensPerSecond * dt) / 1000 / decoding;
+    const cap = this.#opts.seqTokensPerSecond;
+    const share = cap > 0 ? Math.min(fair, (cap * dt) / 1000) : fair;
     // A snapshot: sequences finish, abort and get admitted while we walk the batch.
     for (const s of [...this.#running]) {
       if (s.phase === 'prefill') {

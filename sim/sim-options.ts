@@ -38,6 +38,11 @@ export interface SimOptions {
   models: readonly string[];
   /** Decode capacity in tokens per second, shared by the sequences in decode. */
   tokensPerSecond: number;
+  /**
+   * Most tokens per second one sequence decodes (an engine's step time bounds it, however few
+   * sequences run); 0: no bound, a lone sequence gets the whole `tokensPerSecond`.
+   */
+  seqTokensPerSecond: number;
   /** Sequences running at once; more wait FIFO (vLLM's "waiting"). */
   maxSeqs: number;
   /** Prefill time in milliseconds, from admission to the first token. */
@@ -54,6 +59,7 @@ export const DEFAULT_SIM_OPTIONS: SimOptions = Object.freeze({
   port: 8000,
   models: Object.freeze(['sim-small']),
   tokensPerSecond: 1000,
+  seqTokensPerSecond: 0,
   maxSeqs: 32,
   ttftMs: 30,
   seed: 0,
@@ -79,6 +85,7 @@ export const FLAGS = {
   host: { type: 'string' },
   models: { type: 'string' },
   'tokens-per-second': { type: 'string' },
+  'seq-tokens-per-second': { type: 'string' },
   'max-seqs': { type: 'string' },
   'ttft-ms': { type: 'string' },
   seed: { type: 'string' },
@@ -151,6 +158,7 @@ export function parseSimArgs(argv: readonly string[]): SimOptions {
     port,
     models: parseModels(v.models),
     tokensPerSecond: parseNumber('tokens-per-second', v['tokens-per-second'], 'positive', d.tokensPerSecond),
+    seqTokensPerSecond: parseNumber('seq-tokens-per-second', v['seq-tokens-per-second'], 'non-negative', d.seqTokensPerSecond),
     maxSeqs: parseNumber('max-seqs', v['max-seqs'], 'positive-int', d.maxSeqs),
     ttftMs: parseNumber('ttft-ms', v['ttft-ms'], 'non-negative', d.ttftMs),
     seed: parseNumber('seed', v.seed, 'int', d.seed),
@@ -184,6 +192,7 @@ export function validateSimOptions(o: SimOptions): void {
   const checks: ReadonlyArray<readonly [Flag, number, Kind]> = [
     ['port', o.port, 'int'],
     ['tokens-per-second', o.tokensPerSecond, 'positive'],
+    ['seq-tokens-per-second', o.seqTokensPerSecond, 'non-negative'],
     ['max-seqs', o.maxSeqs, 'positive-int'],
     ['ttft-ms', o.ttftMs, 'non-negative'],
     ['seed', o.seed, 'int'],

@@ -123,6 +123,7 @@ export async function startSim(options: SimOptions, log?: SimLogger): Promise<Si
     engine: new BatchEngine({
       models: options.models,
       tokensPerSecond: options.tokensPerSecond,
+      seqTokensPerSecond: options.seqTokensPerSecond,
       maxSeqs: options.maxSeqs,
       ttftMs: options.ttftMs,
     }),

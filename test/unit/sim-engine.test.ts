@@ -75,6 +75,19 @@ describe('BatchEngine', () => {
     expect(b.tokens).toHaveLength(16);
   });
 
+  it('bounds one sequence\'s decode speed with seqTokensPerSecond, however few run', () => {
+    const { engine, advance } = manualEngine({ tokensPerSecond: 1000, seqTokensPerSecond: 20, maxSeqs: 4, ttftMs: 0 });
+    const a = submit(engine, 1000);
+    advance(0);
+    advance(100); // 100 tokens of capacity, but one sequence decodes at most 2 in 100 ms
+    expect(a.tokens).toHaveLength(1 + 2);
+    const b = submit(engine, 1000);
+    advance(0);
+    advance(100);
+    expect(a.tokens).toHaveLength(1 + 2 + 2);
+    expect(b.tokens).toHaveLength(1 + 2);
+  });
+
   it('accumulates fractional tokens across ticks', () => {
     const { engine, advance } = manualEngine({ tokensPerSecond: 30, maxSeqs: 4, ttftMs: 0 });
     const a = submit(engine, 1000);

@@ -25,7 +25,7 @@ describe('parseSimArgs', () => {
 
   it('parses every flag', () => {
     const o = parseSimArgs([
-      '--port', '0', '--host', '0.0.0.0', '--models', 'a, b', '--tokens-per-second', '250.5',
+      '--port', '0', '--host', '0.0.0.0', '--models', 'a, b', '--tokens-per-second', '250.5', '--seq-tokens-per-second', '40',
       '--max-seqs', '4', '--ttft-ms', '0', '--seed', '42', '--error-rate', '0.1', '--rate-429', '0.2',
       '--rate-503', '0.3', '--stall-ms', '500', '--stall-rate', '0.5', '--drop-rate', '0.25',
       '--slow-start-ms', '2000', '--embedding-dim', '8', '--gpus', '8', '--gpu-memory-gib', '40',
@@ -36,6 +36,7 @@ describe('parseSimArgs', () => {
       port: 0,
       models: ['a', 'b'],
       tokensPerSecond: 250.5,
+      seqTokensPerSecond: 40,
       maxSeqs: 4,
       ttftMs: 0,
       seed: 42,
@@ -55,6 +56,7 @@ describe('parseSimArgs', () => {
     [['--port', 'abc'], /--port/],
     [['--tokens-per-second', '0'], /--tokens-per-second/],
     [['--tokens-per-second', 'NaN'], /--tokens-per-second/],
+    [['--seq-tokens-per-second', '-1'], /--seq-tokens-per-second/],
     [['--max-seqs', '0'], /--max-seqs/],
     [['--max-seqs', '1.5'], /--max-seqs/],
     [['--ttft-ms', '-5'], /--ttft-ms/],
