@@ -247,7 +247,9 @@ export async function startGateway(opts: GatewayOptions): Promise<GatewayHandle>
     log.warn({ host: settings.host }, 'auth is off (SWITCHYARD_AUTH=none): /v1 accepts requests without an API key');
   }
   if (settings.adminToken === undefined) log.info('admin API off: set SWITCHYARD_ADMIN_TOKEN to enable /admin/v1');
-  await app.listen({ host: settings.host, port: settings.port });
+  // A deep accept queue: thousands of clients may connect at once (a burst of streams), and a full
+  // queue drops their SYNs, which they see as connect timeouts. The kernel caps it at somaxconn.
+  await app.listen({ host: settings.host, port: settings.port, backlog: 16_384 });
   const address = app.server.address();
   const port = typeof address === 'object' && address !== null ? address.port : settings.port;
   const url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${port}`;
