@@ -12,18 +12,18 @@ export const CLI = fileURLToPath(new URL('../../cli/main.js', import.meta.url));
 export const BENCH_PG = process.env['BENCH_DATABASE_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 /** A one-node regions.yaml in a fresh directory; returns the directory. */
-export function oneNodeFleet(url: string, model: string): string {
+export function oneNodeFleet(url: string, model: string, maxSequences = 4096): string {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
   writeFileSync(
     join(dir, 'regions.yaml'),
-    `regions:\n  - id: bench\n    residency: any\n    clusters:\n      - id: c\n        nodes:\n          - id: n1\n            url: ${url}\n            engine: vllm\n            models: [${model}]\n            capacity: { tokensPerSecond: 1000000, maxSequences: 4096 }\n`,
+    `regions:\n  - id: bench\n    residency: any\n    clusters:\n      - id: c\n        nodes:\n          - id: n1\n            url: ${url}\n            engine: vllm\n            models: [${model}]\n            capacity: { tokensPerSecond: 1000000, maxSequences: ${maxSequences} }\n`,
   );
   return dir;
 }
 
 /** `switchyard gateway` in front of one node, its state in `schema` of the bench Postgres. */
-export function startBenchGateway(url: string, model: string, schema: string, env: NodeJS.ProcessEnv = {}, nodeArgs: readonly string[] = [], cli = CLI): Promise<Child> {
-  const dir = oneNodeFleet(url, model);
+export function startBenchGateway(url: string, model: string, schema: string, env: NodeJS.ProcessEnv = {}, nodeArgs: readonly string[] = [], cli = CLI, maxSequences = 4096): Promise<Child> {
+  const dir = oneNodeFleet(url, model, maxSequences);
   return startNode(cli, ['gateway', '--config', join(dir, 'regions.yaml'), '--port', '0'], 'gateway listening', {
     DATABASE_URL: BENCH_PG, SWITCHYARD_DATABASE_SCHEMA: schema, SWITCHYARD_DATA_DIR: dir, ...env,
   }, nodeArgs);
