@@ -12,6 +12,7 @@ import type { NodeState } from '../../../scheduler/node-state.js';
 import { extractUsage, type Usage } from '../../upstream/sse.js';
 import { ChatCompletionBody, CompletionBody, EmbeddingBody, type InferenceBody } from './schemas.js';
 import { openEventStream } from './event-stream.js';
+import { bodyAskingForUsage } from './stream-usage.js';
 import { trySpill } from './spill.js';
 
 const ROUTES = [
@@ -64,9 +65,7 @@ async function handle(
   const admission = deps.accounting.admit(reply, call, costTokens);
   // Streams always ask the engine for usage, so token counts are real; the trailer is dropped
   // again below when the client did not ask for it. Other bodies go upstream byte for byte.
-  const upstreamBody = stream && !clientWantsUsage
-    ? JSON.stringify({ ...body, stream_options: { ...body.stream_options, include_usage: true } })
-    : raw;
+  const upstreamBody = stream && !clientWantsUsage ? bodyAskingForUsage(raw, body) : raw;
 
   const cancel = new RequestCancel();
   const res = reply.raw;
