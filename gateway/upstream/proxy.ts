@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { ErrorCode, SwitchyardError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -11,6 +12,7 @@ import { RequestCancel, sleepUnlessCancelled, undiciSignal, type CancelSignal } 
 import type { NodeHealth } from './node-health.js';
 import { normaliseUpstreamError } from './normalise-error.js';
 import type { UpstreamPools } from './upstream-pools.js';
+import { requestWhole, ResponseCutError, type WholeResponse } from './whole-request.js';
 
 export interface ProxySettings {
   readonly retryAttempts: number;
@@ -48,12 +50,17 @@ export interface ProxyCall {
   readonly exclude?: ReadonlySet<NodeState> | undefined;
 }
 
-/** A 2xx upstream response whose body has not been read yet. Call `release` exactly once. */
-export interface OpenUpstream {
+type StreamedBody = Dispatcher.ResponseData['body'];
+
+/**
+ * A 2xx upstream response: its body still to be read (a stream, from `open`), or read whole (a
+ * Buffer, from `openWhole`). Call `release` exactly once.
+ */
+export interface OpenUpstream<B = StreamedBody> {
   readonly node: NodeState;
   readonly statusCode: number;
-  readonly headers: Dispatcher.ResponseData['headers'];
-  readonly body: Dispatcher.ResponseData['body'];
+  readonly headers: IncomingHttpHeaders;
+  readonly body: B;
   readonly attempts: number;
   /** Time spent waiting for capacity in the admission queue, ms. */
   readonly queuedMs: number;
@@ -64,7 +71,15 @@ const RETRYABLE_STATUS = new Set([429, 502, 503, 504]);
 
 type Failure =
   | { readonly kind: 'network'; readonly reason: string; readonly error: unknown }
-  | { readonly kind: 'status'; readonly reason: string; readonly status: number; readonly body: string; readonly retryAfterMs: number | undefined };
+  | { readonly kind: 'status'; readonly reason: string; readonly status: number; readonly body: string; readonly retryAfterMs: number | undefined }
+  /** The answer started and was then cut: nothing to retry (the engine did the work), a 502. */
+  | { readonly kind: 'cut'; readonly reason: 'dropped'; readonly error: unknown };
+
+/** What an attempt may end with and the loop goes on from (a cut answer ends it at once). */
+type AttemptFailure = Exclude<Failure, { readonly kind: 'cut' }>;
+
+/** How one attempt sends the request and reads the answer: streamed or whole. */
+type Send<B> = (node: NodeState, call: ProxyCall, signal: CancelSignal) => Promise<{ statusCode: number; headers: IncomingHttpHeaders; body: B } | Failure>;
 
 /**
  * Sends one request to the fleet: takes capacity on a node through the admission gate (which may
@@ -84,9 +99,23 @@ export class UpstreamProxy {
     private readonly now: () => number = Date.now,
   ) {}
 
-  async open(call: ProxyCall): Promise<OpenUpstream> {
+  /** The answer as a stream (streams, and callers that read as it comes). */
+  open(call: ProxyCall): Promise<OpenUpstream> {
+    return this.openWith(call, this.sendStreamed);
+  }
+
+  /**
+   * The answer read whole before this resolves (buffered responses): undici's dispatch with our own
+   * handler, cheaper than `request` and a body stream. A connection cut mid-answer is a 502
+   * `upstream_error`, not retried, as it would be once a stream had started.
+   */
+  openWhole(call: ProxyCall): Promise<OpenUpstream<Buffer>> {
+    return this.openWith(call, this.sendWhole);
+  }
+
+  private async openWith<B>(call: ProxyCall, send: Send<B>): Promise<OpenUpstream<B>> {
     const admitted = call.admitted;
-    if (admitted === undefined) return this.openAdmitted(call, call.signal, undefined);
+    if (admitted === undefined) return this.openAdmitted(call, call.signal, undefined, send);
     // A refusal must not wait for capacity first: it aborts the reservation (queued or not).
     const signal = RequestCancel.linkedTo(call.signal);
     const limits = admitted.then(
@@ -96,7 +125,7 @@ export class UpstreamProxy {
         throw error;
       },
     );
-    const opened = this.openAdmitted(call, signal, limits).catch(async (error: unknown) => {
+    const opened = this.openAdmitted(call, signal, limits, send).catch(async (error: unknown) => {
       // The limiter's refusal, not the abort it caused, is what the client hears.
       await limits;
       throw error;
@@ -112,11 +141,11 @@ export class UpstreamProxy {
   }
 
   /** `signal` and `admitted` replace the call's own (no copy of the call per request). */
-  private async openAdmitted(call: ProxyCall, signal: CancelSignal, admitted: Promise<void> | undefined): Promise<OpenUpstream> {
+  private async openAdmitted<B>(call: ProxyCall, signal: CancelSignal, admitted: Promise<void> | undefined, send: Send<B>): Promise<OpenUpstream<B>> {
     const started = this.now();
     const deadline = started + this.settings.retryBudgetMs;
     let tried: Set<NodeState> | undefined = call.exclude === undefined ? undefined : new Set(call.exclude);
-    let last: Failure | undefined;
+    let last: AttemptFailure | undefined;
     let queuedMs = 0;
     for (let attempt = 0; attempt < this.settings.retryAttempts; attempt++) {
       let grant;
@@ -150,12 +179,16 @@ export class UpstreamProxy {
           throw error;
         }
       }
-      const result = await this.attempt(node, call, signal);
+      const result = await send(node, call, signal);
       if ('statusCode' in result) {
         this.health.recordSuccess(node);
         return { node, statusCode: result.statusCode, headers: result.headers, body: result.body, attempts: attempt + 1, queuedMs, release };
       }
       release();
+      if (result.kind === 'cut') {
+        this.metrics.upstreamErrors.inc({ node: node.id, reason: result.reason });
+        throw new SwitchyardError(ErrorCode.UpstreamError, 'The model server connection was lost before the response was complete.', { cause: result.error });
+      }
       if (signal.aborted) throw new SwitchyardError(ErrorCode.InvalidRequest, 'client closed the request', { status: 499 });
       last = result;
       this.metrics.upstreamErrors.inc({ node: node.id, reason: result.reason });
@@ -186,13 +219,13 @@ export class UpstreamProxy {
     throw this.finalError(last, undefined);
   }
 
-  private async attempt(node: NodeState, call: ProxyCall, signal: CancelSignal): Promise<Dispatcher.ResponseData | Failure> {
+  private readonly sendStreamed: Send<StreamedBody> = async (node, call, signal) => {
     let res: Dispatcher.ResponseData;
     try {
       res = await this.pools.get(node).request({
         path: node.spec.pathPrefix + call.path,
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-request-id': call.requestId, ...node.spec.headers },
+        headers: this.headersFor(node, call),
         body: call.body,
         signal: undiciSignal(signal),
         headersTimeout: this.settings.firstByteTimeoutMs,
@@ -208,11 +241,38 @@ export class UpstreamProxy {
     } catch {
       // the error body is informative only
     }
-    const reason = res.statusCode === 429 ? 'http_429' : res.statusCode >= 500 ? 'http_5xx' : `http_4xx`;
-    return { kind: 'status', reason, status: res.statusCode, body, retryAfterMs: retryAfterMs(res.headers, this.now()) };
+    return this.statusFailure(res.statusCode, res.headers, body);
+  };
+
+  private readonly sendWhole: Send<Buffer> = async (node, call, signal) => {
+    let res: WholeResponse;
+    try {
+      res = await requestWhole(this.pools.get(node), {
+        path: node.spec.pathPrefix + call.path,
+        method: 'POST',
+        headers: this.headersFor(node, call),
+        body: call.body,
+        headersTimeout: this.settings.firstByteTimeoutMs,
+        bodyTimeout: this.settings.idleTimeoutMs,
+      }, signal);
+    } catch (error) {
+      if (error instanceof ResponseCutError) return { kind: 'cut', reason: 'dropped', error: error.cause };
+      return { kind: 'network', reason: networkReason(error), error };
+    }
+    if (res.statusCode >= 200 && res.statusCode < 300) return res;
+    return this.statusFailure(res.statusCode, res.headers, res.body.toString('utf8'));
+  };
+
+  private headersFor(node: NodeState, call: ProxyCall): Record<string, string> {
+    return { 'content-type': 'application/json', 'x-request-id': call.requestId, ...node.spec.headers };
   }
 
-  private finalError(failure: Failure, node: NodeState | undefined): SwitchyardError {
+  private statusFailure(status: number, headers: IncomingHttpHeaders, body: string): Failure {
+    const reason = status === 429 ? 'http_429' : status >= 500 ? 'http_5xx' : `http_4xx`;
+    return { kind: 'status', reason, status, body, retryAfterMs: retryAfterMs(headers, this.now()) };
+  }
+
+  private finalError(failure: AttemptFailure, node: NodeState | undefined): SwitchyardError {
     if (failure.kind === 'network') {
       if (failure.reason === 'first_byte_timeout' || failure.reason === 'connect_timeout') {
         return new SwitchyardError(ErrorCode.UpstreamTimeout, 'No model server answered in time.', { cause: failure.error });

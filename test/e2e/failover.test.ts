@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
 import OpenAI from 'openai';
 import { afterAll, describe, expect, it } from 'vitest';
 import { eventually, refusedPort, regionsYaml, simStats, startCli, startGatewayProcess, startSimProcess, type RunningProcess } from '../helpers/processes.js';
@@ -127,6 +129,41 @@ describe('failures after the first byte', () => {
   });
 });
 
+describe('failures after the first byte of a plain answer', () => {
+  it('a node cutting its answer halfway: 502 upstream_error at once, not retried on another node', async () => {
+    // An engine that starts a JSON answer, then drops the connection.
+    const cutter = createServer((req, res) => {
+      if (req.method === 'GET') return void res.writeHead(200).end('{}');
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '500' });
+      res.write('{"id":"chatcmpl-cut","choices":[');
+      setTimeout(() => req.socket.destroy(), 10);
+    });
+    cutter.listen(0, '127.0.0.1');
+    await once(cutter, 'listening');
+    const good = await track(startSimProcess(FAST));
+    const gw = await track(
+      startGatewayProcess(
+        regionsYaml([{ id: 'r', nodes: [{ id: 'cutter', url: `http://127.0.0.1:${(cutter.address() as { port: number }).port}`, tokensPerSecond: 9000, models: ['sim-small'] }, { id: 'good', url: good.url, tokensPerSecond: 1 }] }]),
+        ['--health-interval-ms', '60000'],
+      ),
+    );
+    try {
+      const res = await fetch(`${gw.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'sim-small', messages, max_tokens: 2 }),
+      });
+      expect(res.status).toBe(502);
+      expect(await res.json()).toMatchObject({ error: { code: 'upstream_error' } });
+      expect((await simStats(good.url)).received).toBe(0);
+      expect(await metric(gw, /switchyard_upstream_errors_total\{node="cutter",reason="dropped"\} (\d+)/)).toBe(1);
+    } finally {
+      cutter.close();
+    }
+  });
+});
+
 describe('regions', () => {
   it('spills to the next region when the local one is down, never across residency', async () => {
     const near = await track(startSimProcess(FAST));
@@ -174,6 +211,21 @@ describe('client disconnects', () => {
     await eventually(async () => (await simStats(slow.url)).aborted === 1, 5000, 'the sim to see the abort');
     // Generous for a loaded CI box; measured locally it is a few milliseconds (target 100 ms).
     expect(Date.now() - t0).toBeLessThan(1000);
+    expect((await simStats(slow.url)).running).toBe(0);
+  });
+});
+
+describe('client disconnects from a plain request', () => {
+  it('a client abort before the answer reaches the engine', async () => {
+    // 1000 tokens at 50 tokens/s: only the abort can end it early.
+    const slow = await track(startSimProcess(['--tokens-per-second', '50', '--ttft-ms', '2']));
+    const gw = await track(startGatewayProcess(regionsYaml([{ id: 'r', nodes: [{ id: 'slow', url: slow.url }] }])));
+    const controller = new AbortController();
+    const pending = sdk(gw).chat.completions.create({ model: 'sim-small', messages, max_tokens: 1000 }, { signal: controller.signal });
+    await eventually(async () => (await simStats(slow.url)).running === 1, 5000, 'the sim to run the request');
+    controller.abort();
+    await expect(pending).rejects.toThrow();
+    await eventually(async () => (await simStats(slow.url)).aborted === 1, 5000, 'the sim to see the abort');
     expect((await simStats(slow.url)).running).toBe(0);
   });
 });

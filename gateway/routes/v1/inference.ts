@@ -5,7 +5,7 @@ import type { RegionRoute } from '../../../scheduler/fleet.js';
 import type { GatewayDeps } from '../../gateway-deps.js';
 import { rawBodyOf, type CallContext } from '../../request-context.js';
 import { RequestCancel } from '../../upstream/cancel-signal.js';
-import type { OpenUpstream } from '../../upstream/proxy.js';
+import type { OpenUpstream, ProxyCall } from '../../upstream/proxy.js';
 import { endWithFailure, relaySse } from '../../upstream/stream-relay.js';
 import { continuationBody, StreamLegs } from '../../upstream/stream-continuation.js';
 import type { NodeState } from '../../../scheduler/node-state.js';
@@ -90,7 +90,7 @@ async function handle(
   }
 
   const openedAt = performance.now();
-  const upstream = await deps.proxy.open({
+  const proxyCall: ProxyCall = {
     path,
     model: body.model,
     costTokens,
@@ -106,7 +106,9 @@ async function handle(
     deadlineAt,
     affinityKey,
     admitted: admission,
-  });
+  };
+  // A buffered answer is read whole by the proxy (no body stream); a stream is relayed as it comes.
+  const upstream: OpenUpstream | OpenUpstream<Buffer> = stream ? await deps.proxy.open(proxyCall) : await deps.proxy.openWhole(proxyCall);
   call.nodeId = upstream.node.id;
   // Time in the gateway excludes waiting for capacity and for the engine (headers, then body).
   let upstreamMs = performance.now() - openedAt;
@@ -127,9 +129,9 @@ async function handle(
           deadlineAt: Date.now() + deps.settings.firstByteTimeoutMs, affinityKey, exclude: tried,
         });
       };
-      await relay(deps, request, reply, upstream, call, clientWantsUsage, legs === undefined ? undefined : { legs, next });
+      await relay(deps, request, reply, upstream as OpenUpstream, call, clientWantsUsage, legs === undefined ? undefined : { legs, next });
     }
-    else await respondBuffered(deps, reply, upstream, call);
+    else await respondBuffered(deps, reply, upstream as OpenUpstream<Buffer>, call);
     upstreamMs += performance.now() - bodyAt;
   } finally {
     upstream.release();
@@ -140,18 +142,9 @@ async function handle(
   }
 }
 
-async function respondBuffered(deps: GatewayDeps, reply: FastifyReply, upstream: OpenUpstream, call: CallContext): Promise<void> {
-  let payload: Buffer;
-  try {
-    // undici's body mixin collects the chunks itself: cheaper than an async iterator.
-    const bytes = await upstream.body.bytes();
-    payload = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  } catch (error) {
-    deps.metrics.upstreamErrors.inc({ node: upstream.node.id, reason: 'dropped' });
-    throw new SwitchyardError(ErrorCode.UpstreamError, 'The model server connection was lost before the response was complete.', {
-      cause: error,
-    });
-  }
+async function respondBuffered(deps: GatewayDeps, reply: FastifyReply, upstream: OpenUpstream<Buffer>, call: CallContext): Promise<void> {
+  // Read whole by the proxy already; a connection cut mid-answer was its 502.
+  const payload = upstream.body;
   call.usage = extractUsage(payload);
   countTokens(deps, call.model ?? '', upstream, call.usage);
   await reply
@@ -241,7 +234,7 @@ function failoverAllowed(deps: GatewayDeps, request: FastifyRequest): boolean {
   return deps.settings.failoverMax > 0 && request.headers['x-switchyard-failover'] !== 'off';
 }
 
-function countTokens(deps: GatewayDeps, model: string, upstream: OpenUpstream, usage: Usage | undefined): void {
+function countTokens(deps: GatewayDeps, model: string, upstream: OpenUpstream<unknown>, usage: Usage | undefined): void {
   if (usage === undefined) return;
   deps.metrics.countTokens(model, upstream.node, usage.prompt_tokens, usage.completion_tokens);
 }
