@@ -13,9 +13,10 @@ import { cpuMicros, startNode, threadCpuMicros } from '../lib/processes.js';
  * through the closed-loop load of `bench:features`, and the samples taken during the load (not
  * start-up or shutdown) are ranked by self time, per function and per place (our module, npm
  * package, Node internals).
- * `npm run bench:profile -- [--rung passthrough|no-auth|keys|redis] [--seconds 10] [--top 25]`
+ * `npm run bench:profile -- [--rung passthrough|no-auth|keys|redis] [--seconds 10] [--top 25] [--cli <checkout>/dist/cli/main.js]`
  */
-const { values } = parseArgs({ options: { rung: { type: 'string', default: 'redis' }, seconds: { type: 'string', default: '10' }, top: { type: 'string', default: '25' } } });
+// --cli: another built checkout's dist/cli/main.js (profile a baseline the same way).
+const { values } = parseArgs({ options: { rung: { type: 'string', default: 'redis' }, seconds: { type: 'string', default: '10' }, top: { type: 'string', default: '25' }, cli: { type: 'string' } } });
 const id = values.rung as RungId;
 const label = RUNGS.find((r) => r.id === id)?.label;
 if (label === undefined) throw new Error(`--rung must be one of ${RUNGS.map((r) => r.id).join(', ')}`);
@@ -26,7 +27,7 @@ const dir = mkdtempSync(join(tmpdir(), 'switchyard-profile-'));
 
 const upstream = await startNode(here('../overhead/canned-upstream.js'), [], 'upstream listening');
 try {
-  const rung = await startRung(id, upstream.url, run, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250']);
+  const rung = await startRung(id, upstream.url, run, ['--cpu-prof', `--cpu-prof-dir=${dir}`, '--cpu-prof-interval=250'], values.cli);
   const caller = chatCaller(rung.proxy.url, rung.apiKey);
   for (let i = 0; i < 2000; i++) if (!(await caller.call())) throw new Error('warm-up request failed');
   const pid = rung.proxy.proc.pid as number;
