@@ -328,3 +328,13 @@ export async function closeRedis(client: RedisClient | undefined): Promise<void>
   );
   watched.delete(client);
 }
+
+/**
+ * The socket of a single-server (or Sentinel-chosen) connection, for writes of one turn to be
+ * corked into one (see TickBatcher); undefined for a Cluster (a socket per node) or before connecting.
+ */
+export function socketOf(redis: RedisClient): { cork(): void; uncork(): void } | undefined {
+  if ((redis as { isCluster?: boolean }).isCluster === true) return undefined;
+  const stream = (redis as { stream?: { cork?: () => void; uncork?: () => void; writable?: boolean } }).stream;
+  return stream !== undefined && typeof stream.cork === 'function' && stream.writable === true ? (stream as { cork(): void; uncork(): void }) : undefined;
+}

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { RedisClient } from '../redis-connection.js';
+import { socketOf, type RedisClient } from '../redis-connection.js';
 import { TickBatcher } from '../tick-batcher.js';
 import { DEFAULT_LEASE_TTL_MS, type AdmitResult, type KeyLimits, type LimitReason, type RateLimiter } from './rate-limiter.js';
 
@@ -206,8 +206,8 @@ export class RedisRateLimiter implements RateLimiter {
   private readonly redis: LimiterRedis;
   private readonly prefix: string;
   private readonly leaseTtlMs: number;
-  private readonly admissions = new TickBatcher<Admission, AdmitResult>((keyId, items) => this.admitMany(keyId, items));
-  private readonly settlements = new TickBatcher<Settlement, void>((keyId, items) => this.settleMany(keyId, items));
+  private readonly admissions = new TickBatcher<Admission, AdmitResult>((keyId, items) => this.admitMany(keyId, items), 256, () => socketOf(this.redis));
+  private readonly settlements = new TickBatcher<Settlement, void>((keyId, items) => this.settleMany(keyId, items), 256, () => socketOf(this.redis));
 
   constructor(opts: { redis: RedisClient; keyPrefix: string; leaseTtlMs?: number }) {
     this.redis = opts.redis as LimiterRedis;

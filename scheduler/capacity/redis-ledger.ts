@@ -1,4 +1,4 @@
-import type { RedisClient } from '../../core/redis-connection.js';
+import { socketOf, type RedisClient } from '../../core/redis-connection.js';
 import { TickBatcher } from '../../core/tick-batcher.js';
 import { DEFAULT_LEDGER_LEASE_TTL_MS, type CapacityLedger, type HeldLease, type LedgerNode, type NodeTotals, type ReserveOutcome } from './ledger.js';
 
@@ -125,8 +125,8 @@ export class RedisLedger implements CapacityLedger {
   private readonly redis: LedgerRedis;
   private readonly keys: [string, string, string];
   readonly leaseTtlMs: number;
-  private readonly reservations = new TickBatcher<Reservation, ReserveOutcome>((_, items) => this.reserveMany(items));
-  private readonly releases = new TickBatcher<string, NodeTotals | undefined>((_, ids) => this.releaseMany(ids));
+  private readonly reservations = new TickBatcher<Reservation, ReserveOutcome>((_, items) => this.reserveMany(items), 256, () => socketOf(this.redis));
+  private readonly releases = new TickBatcher<string, NodeTotals | undefined>((_, ids) => this.releaseMany(ids), 256, () => socketOf(this.redis));
 
   constructor(opts: { redis: RedisClient; keyPrefix: string; leaseTtlMs?: number }) {
     this.redis = opts.redis as LedgerRedis;
