@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   DEFAULT_LEASE_TTL_MS,
   limitState,
@@ -20,6 +20,8 @@ export class MemoryRateLimiter implements RateLimiter {
   private readonly keys = new Map<string, KeyState>();
   private readonly now: () => number;
   private readonly leaseTtlMs: number;
+  private readonly leaseTag = `${randomBytes(4).toString('hex')}.`;
+  private leaseCounter = 0;
 
   constructor(opts: { now?: () => number; leaseTtlMs?: number } = {}) {
     this.now = opts.now ?? Date.now;
@@ -47,7 +49,7 @@ export class MemoryRateLimiter implements RateLimiter {
     if (refused !== undefined) return { ...limitState(s, limits), allowed: false, ...refused, leaseId: undefined };
     s.requests -= 1;
     s.tokens -= tokens;
-    const leaseId = randomUUID();
+    const leaseId = `${this.leaseTag}${(++this.leaseCounter).toString(36)}`;
     // Without a concurrency limit there is nothing to count: the lease is not tracked.
     if (limits.maxConcurrent > 0) s.leases.set(leaseId, now + this.leaseTtlMs);
     return { ...limitState(s, limits), allowed: true, reason: undefined, retryAfterMs: 0, leaseId };
