@@ -1,5 +1,6 @@
-import { randomUUID } from 'node:crypto';
-import type { RedisClient } from '../redis-connection.js';
+import { randomBytes } from 'node:crypto';
+import { socketOf, type RedisClient } from '../redis-connection.js';
+import { TickBatcher } from '../tick-batcher.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_LEASE_TTL_MS, type AdmitResult, type KeyLimits, type LimitReason, type RateLimiter } from './rate-limiter.js';
 import { RedisRateLimiter, SLOT_TTL_MS, type Slice } from './redis-rate-limiter.js';
@@ -30,13 +31,14 @@ export interface LeasedRateLimiterOptions {
 }
 
 /*
- * slice admit
+ * slice admit: the admissions of one key that arrived in one event-loop turn, in order
  * KEYS[1] slice hash (r: requests, t: tokens, s: free leased concurrency slots, o: 1 while the
  *         region's one overdraft is out, at: last use ms)
  * KEYS[2] concurrency leases of this region's requests (sorted set by expiry)
- * ARGV[1] requests/min  ARGV[2] tokens/min  ARGV[3] max concurrent  ARGV[4] cost
- * ARGV[5] lease id      ARGV[6] lease TTL ms
- * Returns {allowed, reason 0|1 requests|2 tokens|3 concurrency, requests left, tokens left, slots left}
+ * ARGV[1] requests/min  ARGV[2] tokens/min  ARGV[3] max concurrent  ARGV[4] lease TTL ms
+ * then per admission: cost, lease id
+ * Returns per admission {allowed, reason 0|1 requests|2 tokens|3 concurrency, requests left,
+ *   tokens left, slots left}
  */
 const ADMIT = `
 local t = redis.call('TIME')
@@ -44,41 +46,52 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
 local maxc = tonumber(ARGV[3])
-local cost = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[4])
 local st = redis.call('HMGET', KEYS[1], 'r', 't', 'o', 's')
 local r = tonumber(st[1]) or 0
 local tok = tonumber(st[2]) or 0
 local o = tonumber(st[3]) or 0
 -- A request lease that expired (its gateway died) gives its slot back to the slice.
 local slots = (tonumber(st[4]) or 0) + redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local reason = 0
-local short = 0
-if tpm > 0 and cost > tpm then
-  reason = 2
-elseif rpm > 0 and r < 1 then
-  short = 1
-elseif tpm > 0 and tok < cost then
-  short = 2
-elseif maxc > 0 and slots < 1 then
-  short = 3
-end
-if short > 0 then
-  -- One request per region may run ahead of its slice: it is what lets a request pass while the
-  -- first lease is on its way, and it is paid back from the next lease before another can.
-  if o == 0 then o = 1 else reason = short end
-end
-if reason == 0 then
-  if rpm > 0 then r = r - 1 end
-  if tpm > 0 then tok = tok - cost end
-  if maxc > 0 then
-    slots = slots - 1
-    redis.call('ZADD', KEYS[2], now + tonumber(ARGV[6]), ARGV[5])
-    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6]))
+local leased = false
+local out = {}
+for i = 5, #ARGV, 2 do
+  local cost = tonumber(ARGV[i])
+  local reason = 0
+  local short = 0
+  if tpm > 0 and cost > tpm then
+    reason = 2
+  elseif rpm > 0 and r < 1 then
+    short = 1
+  elseif tpm > 0 and tok < cost then
+    short = 2
+  elseif maxc > 0 and slots < 1 then
+    short = 3
   end
+  if short > 0 then
+    -- One request per region may run ahead of its slice: it is what lets a request pass while the
+    -- first lease is on its way, and it is paid back from the next lease before another can.
+    if o == 0 then o = 1 else reason = short end
+  end
+  if reason == 0 then
+    if rpm > 0 then r = r - 1 end
+    if tpm > 0 then tok = tok - cost end
+    if maxc > 0 then
+      slots = slots - 1
+      redis.call('ZADD', KEYS[2], now + ttl, ARGV[i + 1])
+      leased = true
+    end
+  end
+  out[#out + 1] = reason == 0 and 1 or 0
+  out[#out + 1] = reason
+  out[#out + 1] = math.floor(r)
+  out[#out + 1] = math.floor(tok)
+  out[#out + 1] = slots
 end
+if leased then redis.call('PEXPIRE', KEYS[2], ttl) end
 redis.call('HSET', KEYS[1], 'r', tostring(r), 't', tostring(tok), 'o', o, 's', slots, 'at', now)
 redis.call('PEXPIRE', KEYS[1], 600000)
-return {reason == 0 and 1 or 0, reason, math.floor(r), math.floor(tok), slots}
+return out
 `;
 
 /*
@@ -101,12 +114,15 @@ return {math.floor(r), math.floor(tok), slots}
 `;
 
 /*
- * slice settle
- * KEYS[1] slice hash  KEYS[2] concurrency leases  ARGV[1] lease id  ARGV[2] tokens back (negative: charge)
+ * slice settle: the ends of one key's requests in one event-loop turn
+ * KEYS[1] slice hash  KEYS[2] concurrency leases  then per request: lease id, tokens back (negative: charge)
  */
 const SETTLE = `
-if redis.call('ZREM', KEYS[2], ARGV[1]) == 1 then redis.call('HINCRBY', KEYS[1], 's', 1) end
-local tok = (tonumber(redis.call('HGET', KEYS[1], 't')) or 0) + tonumber(ARGV[2])
+local tok = tonumber(redis.call('HGET', KEYS[1], 't')) or 0
+for i = 1, #ARGV, 2 do
+  if redis.call('ZREM', KEYS[2], ARGV[i]) == 1 then redis.call('HINCRBY', KEYS[1], 's', 1) end
+  tok = tok + tonumber(ARGV[i + 1])
+end
 redis.call('HSET', KEYS[1], 't', tostring(tok))
 return 1
 `;
@@ -190,6 +206,12 @@ export class LeasedRateLimiter implements RateLimiter {
   /** This region's own buckets, used only while the home region is unreachable. */
   private readonly fallback: RedisRateLimiter;
   private readonly now: () => number;
+  /** A key's admissions (and settles) of one event-loop turn go to the region's Redis as one script. */
+  private readonly admissions = new TickBatcher<{ limits: KeyLimits; tokens: number; leaseId: string }, number[]>((k, items) => this.admitMany(k, items), 256, () => socketOf(this.redis));
+  private readonly settlements = new TickBatcher<{ leaseId: string; giveBack: number }, void>((k, items) => this.settleMany(k, items), 256, () => socketOf(this.redis));
+  /** Lease ids: a random tag per limiter (unique across gateways) and a counter. */
+  private readonly leaseTag = `${randomBytes(6).toString('hex')}.`;
+  private leaseCounter = 0;
 
   constructor(private readonly opts: LeasedRateLimiterOptions) {
     this.redis = opts.redis as SliceRedis;
@@ -234,11 +256,8 @@ export class LeasedRateLimiter implements RateLimiter {
       const own = await this.fallback.admit(keyId, limits, tokens);
       return own.leaseId === undefined ? own : { ...own, leaseId: `p:${own.leaseId}` };
     }
-    const [slice, leases] = this.keys(keyId);
-    const leaseId = randomUUID();
-    const res = await this.redis.switchyardSliceAdmit(
-      slice, leases, limits.requestsPerMinute, limits.tokensPerMinute, limits.maxConcurrent, tokens, leaseId, this.opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
-    );
+    const leaseId = `${this.leaseTag}${(++this.leaseCounter).toString(36)}`;
+    const res = await this.admissions.add(keyId, { limits, tokens, leaseId });
     const allowed = res[0] === 1;
     const [requestsLeft, tokensLeft, slotsLeft] = [res[2] ?? 0, res[3] ?? 0, res[4] ?? 0];
     this.touched.set(keyId, limits);
@@ -267,8 +286,25 @@ export class LeasedRateLimiter implements RateLimiter {
 
   async settle(keyId: string, limits: KeyLimits, leaseId: string, reservedTokens: number, actualTokens: number): Promise<void> {
     if (leaseId.startsWith('p:')) return this.fallback.settle(keyId, limits, leaseId.slice(2), reservedTokens, actualTokens);
+    await this.settlements.add(keyId, { leaseId, giveBack: reservedTokens - actualTokens });
+  }
+
+  /** One turn's admissions of a key as one script (the slice's own order decides, as one by one). */
+  private async admitMany(keyId: string, items: readonly { limits: KeyLimits; tokens: number; leaseId: string }[]): Promise<number[][]> {
     const [slice, leases] = this.keys(keyId);
-    await this.redis.switchyardSliceSettle(slice, leases, leaseId, reservedTokens - actualTokens);
+    const limits = (items[0] as { limits: KeyLimits }).limits;
+    const args: (string | number)[] = [limits.requestsPerMinute, limits.tokensPerMinute, limits.maxConcurrent, this.opts.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS];
+    for (const item of items) args.push(item.tokens, item.leaseId);
+    const res = await this.redis.switchyardSliceAdmit(slice, leases, ...args);
+    return items.map((_, i) => res.slice(i * 5, i * 5 + 5));
+  }
+
+  private async settleMany(keyId: string, items: readonly { leaseId: string; giveBack: number }[]): Promise<void[]> {
+    const [slice, leases] = this.keys(keyId);
+    const args: (string | number)[] = [];
+    for (const item of items) args.push(item.leaseId, item.giveBack);
+    await this.redis.switchyardSliceSettle(slice, leases, ...args);
+    return new Array<void>(items.length);
   }
 
   /** Fetches the next slice in the background; one lease in flight per key and process. */
