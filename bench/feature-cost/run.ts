@@ -6,8 +6,8 @@ import { MemoryRateLimiter } from '../../core/ratelimit/memory-rate-limiter.js';
 import type { RateLimiter } from '../../core/ratelimit/rate-limiter.js';
 import { RedisRateLimiter } from '../../core/ratelimit/redis-rate-limiter.js';
 import { dropBenchSchema, writeResults } from '../lib/fixture.js';
-import { BENCH_REDIS, chatCaller, closedLoopWith, RUNGS, startRung, type Rung, type RungId } from '../lib/ladder.js';
-import { cpuMicros, startNode, type Child } from '../lib/processes.js';
+import { BENCH_REDIS, chatCaller, closedLoopWith, rotatingClosedLoops, RUNGS, startRung, type Rung, type RungId } from '../lib/ladder.js';
+import { startNode, type Child } from '../lib/processes.js';
 
 /**
  * The feature-cost ladder: gateway CPU per request as features are switched on, side by side in
@@ -41,35 +41,15 @@ interface Measured {
   readonly cpuUs: number;
 }
 
-/**
- * Every rung runs at once (idle while not measured); the measurement rotates among them in slices
- * of SLICE_S, so that the shared machine's drift (other tenants, thermal) hits every rung alike.
- */
+/** Every rung runs at once (idle while not measured); the load rotates among them (rotatingClosedLoops). */
 async function measureAll(started: readonly { id: RungId; label: string; rung: Rung }[]): Promise<Measured[]> {
   const callers = started.map((s) => chatCaller(s.rung.proxy.url, s.rung.apiKey));
   for (const [i, c] of callers.entries()) {
     for (let k = 0; k < 1000; k++) if (!(await c.call())) throw new Error(`${started[i]?.label}: warm-up request failed`);
   }
-  const totals = started.map(() => ({ done: 0, errors: 0, cpu: 0, ms: 0 }));
-  for (let round = 0; round < SECONDS / SLICE_S; round++) {
-    for (let i = 0; i < started.length; i++) {
-      const j = (i + round) % started.length; // rotate who goes first
-      const pid = (started[j] as { rung: Rung }).rung.proxy.proc.pid as number;
-      const t = totals[j] as { done: number; errors: number; cpu: number; ms: number };
-      const cpu0 = cpuMicros(pid);
-      const t0 = performance.now();
-      const r = await closedLoopWith((callers[j] as { call: () => Promise<boolean> }).call, 64, SLICE_S);
-      t.ms += performance.now() - t0;
-      t.cpu += cpuMicros(pid) - cpu0;
-      t.done += r.done;
-      t.errors += r.errors;
-    }
-  }
+  const results = await rotatingClosedLoops(started.map((s, i) => ({ call: (callers[i] as { call: () => Promise<boolean> }).call, pid: s.rung.proxy.proc.pid })), SECONDS, SLICE_S);
   await Promise.all(callers.map((c) => c.close()));
-  return started.map((s, i) => {
-    const t = totals[i] as { done: number; errors: number; cpu: number; ms: number };
-    return { id: s.id, label: s.label, rps: t.done / (t.ms / 1000), errors: t.errors, cpuUs: t.cpu / t.done };
-  });
+  return started.map((s, i) => ({ id: s.id, label: s.label, ...(results[i] as { rps: number; errors: number; cpuUs: number }) }));
 }
 
 async function limiterChecks(name: string, limiter: RateLimiter): Promise<void> {

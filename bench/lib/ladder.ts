@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { Pool, request } from 'undici';
 import { BENCH_PG, CLI, startBenchGateway } from './fixture.js';
-import { startNode, type Child } from './processes.js';
+import { cpuMicros, startNode, type Child } from './processes.js';
 
 /**
  * The feature ladder shared by `bench:features` and `bench:profile`: the bare passthrough anchor,
@@ -90,4 +90,34 @@ export function chatCaller(url: string, apiKey: string | undefined): { call: () 
     },
     close: () => pool.close(),
   };
+}
+
+/** One thing measured by `rotatingClosedLoops`: its call, and the process whose CPU it costs. */
+export interface LoopTarget {
+  readonly call: () => Promise<boolean>;
+  readonly pid?: number | undefined;
+}
+
+/**
+ * A closed loop of `concurrency` per target for `seconds` each, taken in `sliceS` slices in turn
+ * (who goes first rotates), so that the shared machine's drift (other tenants, thermal) hits every
+ * target alike. Per target: requests/s, errors and the process's CPU µs per request (NaN without pid).
+ */
+export async function rotatingClosedLoops(targets: readonly LoopTarget[], seconds: number, sliceS = 0.5, concurrency = 64): Promise<{ rps: number; errors: number; cpuUs: number }[]> {
+  const totals = targets.map(() => ({ done: 0, errors: 0, cpu: 0, ms: 0 }));
+  for (let round = 0; round < seconds / sliceS; round++) {
+    for (let k = 0; k < targets.length; k++) {
+      const i = (k + round) % targets.length;
+      const target = targets[i] as LoopTarget;
+      const sum = totals[i] as { done: number; errors: number; cpu: number; ms: number };
+      const cpu0 = target.pid === undefined ? 0 : cpuMicros(target.pid);
+      const t0 = performance.now();
+      const r = await closedLoopWith(target.call, concurrency, sliceS);
+      sum.ms += performance.now() - t0;
+      if (target.pid !== undefined) sum.cpu += cpuMicros(target.pid) - cpu0;
+      sum.done += r.done;
+      sum.errors += r.errors;
+    }
+  }
+  return totals.map((t, i) => ({ rps: t.done / (t.ms / 1000), errors: t.errors, cpuUs: targets[i]?.pid === undefined ? NaN : t.cpu / t.done }));
 }

@@ -82,24 +82,3 @@ export async function openLoop(t: Target, shot: Shot, rate: number, seconds: num
   await Promise.all(inflight);
   return { p50: percentile(lat, 50), p99: percentile(lat, 99), max: percentile(lat, 100), errors, sent: total };
 }
-
-/** Closed loop at `concurrency` for `seconds`: requests per second and error count. */
-export async function closedLoop(t: Target, shot: Shot, concurrency: number, seconds: number): Promise<{ rps: number; errors: number; done: number }> {
-  const end = performance.now() + seconds * 1000;
-  let done = 0;
-  let errors = 0;
-  const worker = async (): Promise<void> => {
-    while (performance.now() < end) {
-      try {
-        const r = await shoot(t, shot);
-        if (r.ok) done++;
-        else errors++;
-      } catch {
-        errors++;
-      }
-    }
-  };
-  const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return { rps: done / ((performance.now() - t0) / 1000), errors, done };
-}

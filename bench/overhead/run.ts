@@ -1,8 +1,9 @@
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { closedLoop, interleaved, openLoop, target, type Shot } from '../lib/load.js';
+import { interleaved, openLoop, shoot, target, type Shot } from '../lib/load.js';
+import { rotatingClosedLoops } from '../lib/ladder.js';
 import { CLI, dropBenchSchema, startBenchGateway, writeResults } from '../lib/fixture.js';
-import { cpuMicros, startNode, type Child } from '../lib/processes.js';
+import { startNode, type Child } from '../lib/processes.js';
 import { fmt, percentile } from '../lib/stats.js';
 import { streamFidelity } from './stream-fidelity.js';
 
@@ -74,29 +75,16 @@ try {
   out();
   out('| target | requests/s | errors | proxy CPU µs/request |');
   out('|---|---|---|---|');
-  // Rotating short slices: the shared machine's drift hits every target alike.
   const loops = [[direct, undefined], [pass, passthrough], [gw, gateway]] as const;
-  const sums = loops.map(() => ({ done: 0, errors: 0, cpu: 0, ms: 0 }));
-  for (let round = 0; round < SECONDS * 2; round++) {
-    for (let k = 0; k < loops.length; k++) {
-      const i = (k + round) % loops.length;
-      const [t, proc] = loops[i] as (typeof loops)[number];
-      const sum = sums[i] as { done: number; errors: number; cpu: number; ms: number };
-      const cpu0 = proc ? cpuMicros(proc.proc.pid as number) : 0;
-      const t0 = performance.now();
-      const r = await closedLoop(t, chat, 64, 0.5);
-      sum.ms += performance.now() - t0;
-      sum.done += r.done;
-      sum.errors += r.errors;
-      if (proc) sum.cpu += cpuMicros(proc.proc.pid as number) - cpu0;
-    }
-  }
+  const results = await rotatingClosedLoops(
+    loops.map(([t, proc]) => ({ call: async () => (await shoot(t, chat)).ok, pid: proc?.proc.pid })),
+    SECONDS,
+  );
   const closed = new Map<string, { rps: number; cpuUs: number }>();
   loops.forEach(([t, proc], i) => {
-    const sum = sums[i] as { done: number; errors: number; cpu: number; ms: number };
-    const rps = sum.done / (sum.ms / 1000);
-    closed.set(t.name, { rps, cpuUs: sum.cpu / sum.done });
-    out(`| ${t.name} | ${rps.toFixed(0)} | ${sum.errors} | ${proc ? fmt(sum.cpu / sum.done, 0) : ''} |`);
+    const r = results[i] as { rps: number; errors: number; cpuUs: number };
+    closed.set(t.name, r);
+    out(`| ${t.name} | ${r.rps.toFixed(0)} | ${r.errors} | ${proc ? fmt(r.cpuUs, 0) : ''} |`);
   });
   out();
   {

@@ -222,15 +222,7 @@ export class UpstreamProxy {
   private readonly sendStreamed: Send<StreamedBody> = async (node, call, signal) => {
     let res: Dispatcher.ResponseData;
     try {
-      res = await this.pools.get(node).request({
-        path: node.spec.pathPrefix + call.path,
-        method: 'POST',
-        headers: this.headersFor(node, call),
-        body: call.body,
-        signal: undiciSignal(signal),
-        headersTimeout: this.settings.firstByteTimeoutMs,
-        bodyTimeout: this.settings.idleTimeoutMs,
-      });
+      res = await this.pools.get(node).request(this.requestOptions(node, call, undiciSignal(signal)));
     } catch (error) {
       return { kind: 'network', reason: networkReason(error), error };
     }
@@ -247,14 +239,8 @@ export class UpstreamProxy {
   private readonly sendWhole: Send<Buffer> = async (node, call, signal) => {
     let res: WholeResponse;
     try {
-      res = await requestWhole(this.pools.get(node), {
-        path: node.spec.pathPrefix + call.path,
-        method: 'POST',
-        headers: this.headersFor(node, call),
-        body: call.body,
-        headersTimeout: this.settings.firstByteTimeoutMs,
-        bodyTimeout: this.settings.idleTimeoutMs,
-      }, signal);
+      // requestWhole takes the cancel signal itself (no listener for undici to add).
+      res = await requestWhole(this.pools.get(node), this.requestOptions(node, call, undefined), signal);
     } catch (error) {
       if (error instanceof ResponseCutError) return { kind: 'cut', reason: 'dropped', error: error.cause };
       return { kind: 'network', reason: networkReason(error), error };
@@ -263,8 +249,17 @@ export class UpstreamProxy {
     return this.statusFailure(res.statusCode, res.headers, res.body.toString('utf8'));
   };
 
-  private headersFor(node: NodeState, call: ProxyCall): Record<string, string> {
-    return { 'content-type': 'application/json', 'x-request-id': call.requestId, ...node.spec.headers };
+  /** The upstream request of one attempt, for either way of reading the answer. */
+  private requestOptions(node: NodeState, call: ProxyCall, signal: AbortSignal | undefined): Dispatcher.RequestOptions {
+    return {
+      path: node.spec.pathPrefix + call.path,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': call.requestId, ...node.spec.headers },
+      body: call.body,
+      signal,
+      headersTimeout: this.settings.firstByteTimeoutMs,
+      bodyTimeout: this.settings.idleTimeoutMs,
+    };
   }
 
   private statusFailure(status: number, headers: IncomingHttpHeaders, body: string): Failure {

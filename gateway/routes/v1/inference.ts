@@ -123,11 +123,8 @@ async function handle(
       const next = async (failed: OpenUpstream, tried: Set<NodeState>, text: string, tokens: number): Promise<OpenUpstream | undefined> => {
         const continued = continuationBody(path, body as unknown as Record<string, unknown>, text, tokens, failed.node.spec.engine);
         if (continued === undefined) return undefined;
-        return deps.proxy.open({
-          path, model: body.model, costTokens, workTokens: estimate.work, body: continued, requestId: request.id, route, signal: cancel, priority,
-          tenant: call.key?.tenantId ?? call.forwarded?.tenant ?? '', weight: call.key?.tenantWeight ?? call.forwarded?.weight ?? 1,
-          deadlineAt: Date.now() + deps.settings.firstByteTimeoutMs, affinityKey, exclude: tried,
-        });
+        // The same call with the text so far, a fresh first-byte deadline, and the limits already charged.
+        return deps.proxy.open({ ...proxyCall, body: continued, admitted: undefined, deadlineAt: Date.now() + deps.settings.firstByteTimeoutMs, exclude: tried });
       };
       await relay(deps, request, reply, upstream as OpenUpstream, call, clientWantsUsage, legs === undefined ? undefined : { legs, next });
     }
